@@ -1,0 +1,5 @@
+"""Entry point on the board and under the unix port: `micropython main.py config.json`."""
+
+from meterbridge.app import main
+
+main()

@@ -1,0 +1,139 @@
+"""The firmware: one poller per meter, the MQTT link, communication checks and EVerest requests."""
+
+import asyncio
+import time
+
+from micropython import const
+
+from . import config, everest_link, hal, log, powermeter
+from .everest_link import HEARTBEAT, START, STOP, RequestError
+from .journal import Journal
+from .meter import Meter
+from .modbus.master import Master
+from .mqtt_link import MqttLink
+from .planner import char_bits
+from .profile import ProfileError, load
+from .transactions import Transactions
+
+_CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
+_QUEUE = const(8)  # pending requests at most; more are dropped and counted
+_LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
+
+
+class Module:
+    """One EVerest powermeter module: a meter, its topics and its transactions."""
+
+    def __init__(self, meter, topics, transactions):
+        self.meter = meter
+        self.topics = topics
+        self.tx = transactions
+        self.heartbeat = None
+
+
+class App:
+    """Wires meters, buses and the broker together and runs them."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        storage = hal.Storage(cfg["storage"])
+        buses = {}
+        self.modules = []
+        self._routes = {}
+        for m in cfg["meters"]:
+            prof = load(hal.profiles_dir() + "/" + m["profile"] + ".json", m["baud"], m["parity"])
+            key = m["uart"].get("device") or m["uart"].get("id")
+            master = buses.get(key)
+            if master is None:
+                bus = hal.Bus(m["uart"], m["baud"], m["parity"])
+                master = Master(bus, m["baud"], char_bits(m["parity"]), m["timeout_ms"], m["retries"])
+                buses[key] = master
+            topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
+            tx = Transactions(Journal(storage, m["module_id"]), prof.name, hal.epoch_ms)
+            mod = Module(Meter(m, prof, master), topics, tx)
+            self.modules.append(mod)
+            for topic, kind in topics.requests.items():
+                self._routes[topic] = (mod, kind)
+        self._queue = []
+        self.dropped = 0
+        self._wake = asyncio.Event()
+        self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect)
+
+    def _on_connect(self):
+        pass  # signing meters publish their public key here
+
+    def _on_message(self, topic, msg):
+        route = self._routes.get(topic)
+        if route is None:
+            return
+        mod, kind = route
+        try:
+            reply_to, payload = everest_link.parse(kind, msg)
+        except RequestError as e:
+            log.log(log.WARN, mod.meter.module_id, "bad request:", e)
+            if e.reply_to:
+                self.link.publish(mod.topics.reply(e.reply_to), everest_link.reply("UNEXPECTED_ERROR", str(e)))
+            return
+        if kind == HEARTBEAT:
+            mod.heartbeat = payload
+            return
+        if len(self._queue) >= _QUEUE:
+            self.dropped += 1
+            log.log(log.WARN, "request queue full, dropped", self.dropped)
+            return
+        self._queue.append((mod, kind, reply_to, payload))
+        self._wake.set()
+
+    async def _requests(self):
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                mod, kind, reply_to, payload = self._queue.pop(0)
+                if kind == START:
+                    text = await mod.tx.start(payload)
+                else:
+                    text = await mod.tx.stop(payload)
+                if reply_to:
+                    self.link.publish(mod.topics.reply(reply_to), text)
+
+    async def _poll(self, mod):
+        meter = mod.meter
+        while True:
+            t0 = time.ticks_ms()
+            if await meter.poll():
+                ts = powermeter.timestamp(hal.epoch_ms(), hal.gmtime)
+                text = powermeter.build(meter.profile, meter.values, ts, meter.meter_id)
+                if text:
+                    self.link.publish(mod.topics.values, text)
+            spent = time.ticks_diff(time.ticks_ms(), t0)
+            await asyncio.sleep_ms(max(meter.period_ms - spent, 0))
+
+    async def _checks(self):
+        while True:
+            for mod in self.modules:
+                if mod.meter.fresh():
+                    self.link.publish(mod.topics.check, b"true")
+            await asyncio.sleep_ms(_CHECK_MS)
+
+    async def run(self):
+        tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._requests()),
+                 asyncio.create_task(self._checks())]
+        tasks += [asyncio.create_task(self._poll(mod)) for mod in self.modules]
+        await asyncio.gather(*tasks)
+
+
+def main():
+    try:
+        cfg = config.load(hal.config_path(), hal.supported_baud)
+    except config.ConfigError as e:
+        hal.fatal("config: " + str(e))
+    log.level = _LEVELS[cfg["log_level"]]
+    hal.start_network(cfg)
+    try:
+        app = App(cfg)
+    except ProfileError as e:
+        hal.fatal("profile: " + str(e))
+    except OSError as e:
+        hal.fatal("bus: " + str(e))
+    log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s)")
+    asyncio.run(app.run())

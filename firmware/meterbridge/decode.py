@@ -1,0 +1,111 @@
+"""Registers to exact decimals: every value becomes (mantissa, exp10), never a float.
+
+ESP32 floats are 32-bit, so a float32 kWh counter times 1000 in float loses whole Wh. A float32 is
+m * 2**e exactly, which is m * 5**-e * 10**e: an integer and a power of ten, carried to the JSON text.
+"""
+
+from micropython import const
+
+_TYPES = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2, "t5": 2, "t6": 2}
+_MAX_DECIMALS = const(6)  # energy is exact down to 1 micro-Wh, more digits carry no information
+_SIG_DIGITS = const(7)  # a float32 carries 7 significant decimal digits; more would be noise
+
+
+def width(type_name):
+    """Registers a type occupies, or None for an unknown type."""
+    return _TYPES.get(type_name)
+
+
+def _word(buf, off):
+    return (buf[off] << 8) | buf[off + 1]
+
+
+def _unsigned(buf, off, words, little):
+    v = 0
+    for i in range(words):
+        j = words - 1 - i if little else i
+        v = (v << 16) | _word(buf, off + 2 * j)
+    return v
+
+
+def raw(buf, off, type_name, little):
+    """Decode the registers at buf[off:] to (mantissa, exp10), or None for "no value"."""
+    n = _TYPES[type_name]
+    if type_name == "t5" or type_name == "t6":
+        v = _unsigned(buf, off, 2, False)
+        exp = v >> 24
+        exp = exp - 256 if exp & 0x80 else exp
+        m = v & 0xFFFFFF
+        if type_name == "t6" and m & 0x800000:
+            m -= 0x1000000
+        return m, exp
+    v = _unsigned(buf, off, n, little)
+    bits = 16 * n
+    if type_name == "f32":
+        return _float32(v)
+    if type_name[0] == "s":
+        if v == (1 << (bits - 1)) - 1:
+            return None  # ABB and others: max positive means "no value"
+        if v >> (bits - 1):
+            v -= 1 << bits
+    elif v == (1 << bits) - 1:
+        return None
+    return v, 0
+
+
+def _float32(v):
+    e = (v >> 23) & 0xFF
+    if e == 0xFF:
+        return None  # NaN or infinity: the meter has no value
+    m = v & 0x7FFFFF
+    if e:
+        m |= 0x800000
+    else:
+        e = 1
+    if v >> 31:
+        m = -m
+    e -= 150  # bias 127 + 23 fraction bits
+    if e >= 0:
+        return m << e, 0
+    return m * 5 ** (-e), e
+
+
+def normalise(m, e, exact):
+    """Strip trailing zeros; round to 6 decimals (exact) or 7 significant digits (measurements)."""
+    if m == 0:
+        return 0, 0
+    drop = 0
+    if exact:
+        if e < -_MAX_DECIMALS:
+            drop = -_MAX_DECIMALS - e
+    else:
+        digits = len(str(abs(m)))
+        if digits > _SIG_DIGITS:
+            drop = digits - _SIG_DIGITS
+    if drop:
+        m = _round_div(m, 10**drop)
+        if m == 0:
+            return 0, 0
+        e += drop
+    while m and m % 10 == 0:
+        m //= 10
+        e += 1
+    return m, e
+
+
+def _round_div(m, d):
+    q, r = divmod(m, d)  # floor division: r has the sign of d (positive)
+    if 2 * r > d or (2 * r == d and q & 1):
+        q += 1
+    return q
+
+
+def to_text(m, e):
+    """JSON number text of m * 10**e."""
+    if e >= 0:
+        return str(m * 10**e)
+    s = str(abs(m))
+    if len(s) <= -e:
+        s = "0" * (1 - e - len(s)) + s
+    s = s[:e] + "." + s[e:]
+    return "-" + s if m < 0 else s

@@ -1,0 +1,124 @@
+"""EVerest's powermeter API on MQTT: topic names, request envelopes, reply routing and error replies.
+
+Requests arrive as {"headers": {"replyTo": T}, "payload": P}; the reply is a bare JSON object
+published to prefix + T. EVerest's stop_transaction payload is a bare string, the AsyncAPI YAML's an
+object {"transaction_id": ...}: both are accepted. A request that cannot be understood still gets an
+UNEXPECTED_ERROR reply when a usable replyTo can be found, because EVerest otherwise waits 550 s.
+"""
+
+import json
+
+from micropython import const
+
+_API = "everest_api/1/powermeter/"
+_MAX_REPLY_TOPIC = const(200)
+START = const(1)
+STOP = const(2)
+HEARTBEAT = const(3)
+
+
+class RequestError(ValueError):
+    """A request that cannot be carried out; reply_to is where to say so, or None."""
+
+    def __init__(self, reply_to, reason):
+        super().__init__(reason)
+        self.reply_to = reply_to
+
+
+def valid_reply_to(t):
+    """Only EVerest reply topics: under everest_api/, no wildcards, bounded length."""
+    return (isinstance(t, str) and t.startswith("everest_api/") and "+" not in t and "#" not in t
+            and len(t) <= _MAX_REPLY_TOPIC)
+
+
+class Topics:
+    """The topics of one powermeter module, as bytes, built once."""
+
+    def __init__(self, prefix, module_id):
+        base = prefix + _API + module_id + "/"
+        self.prefix = prefix
+        self.values = (base + "m2e/powermeter_values").encode()
+        self.check = (base + "m2e/communication_check").encode()
+        self.public_key = (base + "m2e/public_key_ocmf").encode()
+        self.requests = {
+            (base + "e2m/start_transaction").encode(): START,
+            (base + "e2m/stop_transaction").encode(): STOP,
+            (base + "e2m/heartbeat").encode(): HEARTBEAT,
+        }
+
+    def reply(self, reply_to):
+        return (self.prefix + reply_to).encode()
+
+
+def _scan_reply_to(msg):
+    """replyTo from a message that is not valid JSON, if one is plainly there."""
+    i = msg.find(b'"replyTo"')
+    if i < 0:
+        return None
+    i = msg.find(b'"', msg.find(b":", i) + 1)
+    j = msg.find(b'"', i + 1)
+    if i < 0 or j < 0:
+        return None
+    try:
+        t = msg[i + 1 : j].decode()
+    except UnicodeError:
+        return None
+    return t if valid_reply_to(t) else None
+
+
+def parse(kind, msg):
+    """Return (reply_to, payload) of a request, payload checked for its kind; RequestError otherwise."""
+    try:
+        doc = json.loads(msg)
+    except (ValueError, UnicodeError):
+        raise RequestError(_scan_reply_to(msg), "request is not valid JSON") from None
+    if kind == HEARTBEAT:
+        if type(doc) is not int or doc < 0:
+            raise RequestError(None, "heartbeat must be a non-negative integer")
+        return None, doc
+    if not isinstance(doc, dict):
+        raise RequestError(None, "request must be a JSON object with headers and payload")
+    headers = doc.get("headers")
+    reply_to = headers.get("replyTo") if isinstance(headers, dict) else None
+    if reply_to is not None and not valid_reply_to(reply_to):
+        raise RequestError(None, "replyTo %r refused" % (reply_to,))
+    if "payload" not in doc:
+        raise RequestError(reply_to, "request has no payload")
+    payload = doc["payload"]
+    if kind == START:
+        return reply_to, _start(reply_to, payload)
+    return reply_to, _stop(reply_to, payload)
+
+
+def _start(reply_to, p):
+    if not isinstance(p, dict):
+        raise RequestError(reply_to, "payload must be a StartTransactionRequest object")
+    for key in ("evse_id", "transaction_id", "identification_status", "identification_type"):
+        if not isinstance(p.get(key), str):
+            raise RequestError(reply_to, "payload.%s: must be a string" % key)
+    if not p["transaction_id"]:
+        raise RequestError(reply_to, "payload.transaction_id: must not be empty")
+    flags = p.get("identification_flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise RequestError(reply_to, "payload.identification_flags: must be a list of strings")
+    for key in ("identification_level", "identification_data", "tariff_text"):
+        if key in p and not isinstance(p[key], str):
+            raise RequestError(reply_to, "payload.%s: must be a string" % key)
+    return p
+
+
+def _stop(reply_to, p):
+    if isinstance(p, dict):
+        p = p.get("transaction_id")
+    if not isinstance(p, str):
+        raise RequestError(reply_to, "payload must be a transaction id string or {\"transaction_id\": string}")
+    return p
+
+
+def reply(status, error=None, **extra):
+    """JSON text of a Start/StopTransactionReply."""
+    r = {"status": status}
+    if error:
+        r["error"] = error
+    r.update(extra)
+    return json.dumps(r)

@@ -1,0 +1,121 @@
+"""Unix port HAL: a serial device path (pty or USB-RS485 adapter), a storage directory, the host clock."""
+
+import os
+import sys
+import termios
+import time
+
+from micropython import const
+
+PLATFORM = "unix"
+
+# Linux <asm-generic/termbits.h> speed codes; the unix port's termios lacks the slower ones
+_SPEEDS = {1200: 0o11, 2400: 0o13, 4800: 0o14, 9600: 0o15, 19200: 0o16, 38400: 0o17,
+           57600: 0o10001, 115200: 0o10002, 230400: 0o10003}
+_PARENB = const(0o400)  # termbits.h c_cflag bits
+_PARODD = const(0o1000)
+_CSTOPB = const(0o100)
+_VTIME = const(5)  # c_cc indices
+_VMIN = const(6)
+
+
+class Bus:
+    """A serial line in raw, non-blocking mode: send a frame, read whatever has arrived."""
+
+    def __init__(self, uart, baud, parity):
+        device = uart.get("device") if isinstance(uart, dict) else None
+        if not device:
+            raise OSError("uart.device: a serial device path is needed on unix")
+        self._f = open(device, "r+b")
+        fd = self._f.fileno()
+        termios.setraw(fd)
+        attrs = termios.tcgetattr(fd)
+        speed = _SPEEDS[baud]
+        attrs[4] = attrs[5] = speed
+        cflag = attrs[2] & ~(_PARENB | _PARODD | _CSTOPB)
+        if parity == "E":
+            cflag |= _PARENB
+        elif parity == "O":
+            cflag |= _PARENB | _PARODD
+        attrs[2] = cflag
+        # VMIN=0 VTIME=0: read() returns what is there instead of blocking for the full count
+        attrs[6][_VMIN] = 0
+        attrs[6][_VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+    async def send(self, buf, n):
+        """Write buf[:n]; a pty or USB adapter switches direction itself."""
+        self._f.write(memoryview(buf)[:n])
+
+    def readinto(self, mv):
+        """Read what has arrived into mv; 0 when nothing."""
+        return self._f.readinto(mv) or 0
+
+    def close(self):
+        self._f.close()
+
+
+def supported_baud(baud):
+    """True when this platform can drive the line at baud."""
+    return baud in _SPEEDS
+
+
+class Storage:
+    """Small files in a directory, replaced atomically (write a new file, then rename over the old)."""
+
+    def __init__(self, root):
+        self.root = root
+        try:
+            os.mkdir(root)
+        except OSError:
+            pass  # already there
+
+    def _path(self, name):
+        return self.root + "/" + name
+
+    def read(self, name):
+        try:
+            with open(self._path(name), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def write(self, name, data):
+        tmp = self._path(name + ".new")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.rename(tmp, self._path(name))
+
+
+def epoch_ms():
+    """Milliseconds since 1970-01-01 UTC, or None while the clock is not yet valid."""
+    return time.time_ns() // 1000000
+
+
+def gmtime(seconds):
+    return time.gmtime(seconds)
+
+
+def config_path():
+    """The config file: the first argument, else config.json in the working directory."""
+    return sys.argv[1] if len(sys.argv) > 1 else "config.json"
+
+
+def profiles_dir():
+    """Where the profile JSON files live: firmware/profiles beside the package."""
+    here = __file__.rsplit("/", 3)[0] if "/" in __file__ else "."
+    return here + "/profiles"
+
+
+def default_storage_dir():
+    return "meterbridge-state"
+
+
+def start_network(config):
+    """The host's network is already up."""
+
+
+def fatal(message):
+    """Stop the firmware with a message (on a board this would reset)."""
+    print("[meterbridge] fatal:", message, file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,95 @@
+"""Modbus RTU master: one per bus; owns silence, timeouts, retries and the bus lock."""
+
+import asyncio
+import time
+
+from micropython import const
+
+from . import rtu
+
+_BUF = const(256)  # largest RTU frame (Modbus over serial line v1.02, 2.5.1.1)
+
+
+class Master:
+    """Runs transactions on one Bus, one at a time, with every wait bounded."""
+
+    def __init__(self, bus, baud, bits, timeout_ms=200, retries=1):
+        self.bus = bus
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.lock = asyncio.Lock()
+        self.char_us = bits * 1000000 // baud
+        # Modbus over serial line v1.02, 2.5.1.1: t3.5 chars, fixed 1750 us above 19200 baud
+        self.silence_us = 35 * self.char_us // 10 if baud <= 19200 else 1750
+        self._req = bytearray(_BUF)
+        self._resp = bytearray(_BUF)
+        self._mv = memoryview(self._resp)
+        self._idle_since = time.ticks_us()
+        self.stats = [0, 0, 0]  # transactions, retries, failures
+
+    def data(self):
+        """The register bytes of the last read (slave, fc and count skipped)."""
+        return self._mv[3:]
+
+    async def read(self, slave, fc, addr, count):
+        """Read count registers; the bytes are in data() until the next transaction."""
+        n = rtu.encode_read(self._req, slave, fc, addr, count)
+        await self._transact(n)
+
+    async def write(self, slave, addr, words):
+        """Write words to holding registers (FC6 for one, FC16 for several)."""
+        n = rtu.encode_write(self._req, slave, addr, words)
+        await self._transact(n)
+
+    async def _transact(self, n):
+        async with self.lock:
+            self.stats[0] += 1
+            tries = self.retries + 1
+            while True:
+                tries -= 1
+                try:
+                    return await self._once(n)
+                except rtu.ModbusExceptionReply:
+                    raise
+                except rtu.ModbusError:
+                    if not tries:
+                        self.stats[2] += 1
+                        raise
+                    self.stats[1] += 1
+
+    async def _once(self, n):
+        req = self._req
+        bus = self.bus
+        wait = self.silence_us - time.ticks_diff(time.ticks_us(), self._idle_since)
+        if wait > 0:
+            await asyncio.sleep_ms(wait // 1000 + 1)
+        while bus.readinto(self._mv):
+            pass  # drop late bytes of an earlier, abandoned reply
+        await bus.send(req, n)
+        want = rtu.expected_length(req)
+        got = 0
+        # the reply cannot be complete before its own wire time has passed
+        await asyncio.sleep_ms((n + want) * self.char_us // 1000)
+        deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
+        while True:
+            got += bus.readinto(self._mv[got:want])
+            got = self._resync(got)
+            if got >= want or (got >= 5 and self._resp[1] & 0x80):
+                break
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                self._idle_since = time.ticks_us()
+                raise rtu.ModbusTimeout("no reply from slave %d (%d of %d bytes)" % (req[0], got, want))
+            await asyncio.sleep_ms(1)
+        self._idle_since = time.ticks_us()
+        rtu.check_response(req, self._resp, 5 if self._resp[1] & 0x80 else got)
+
+    def _resync(self, got):
+        """Drop bytes before the first that can start our reply (stray bytes after DE switching)."""
+        resp = self._resp
+        slave = self._req[0]
+        i = 0
+        while i < got and resp[i] != slave:
+            i += 1
+        if i:
+            resp[0 : got - i] = resp[i:got]
+        return got - i

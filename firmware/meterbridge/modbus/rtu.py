@@ -1,0 +1,118 @@
+"""Modbus RTU framing: CRC-16, request encoding and response checking. Pure, no I/O, no timing."""
+
+from micropython import const
+
+FC_READ_HOLDING = const(3)
+FC_READ_INPUT = const(4)
+FC_WRITE_SINGLE = const(6)
+FC_WRITE_MULTIPLE = const(16)
+MAX_READ = const(125)  # Modbus Application Protocol v1.1b3, 6.3/6.4: 1..125 registers
+MAX_WRITE = const(123)  # 6.12: 1..123 registers
+
+
+def _make_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_TABLE = _make_table()
+
+
+def crc16(buf, n):
+    """CRC-16/MODBUS of buf[:n] (poly 0xA001 reflected, init 0xFFFF)."""
+    c = 0xFFFF
+    t = _TABLE
+    for i in range(n):
+        c = (c >> 8) ^ t[(c ^ buf[i]) & 0xFF]
+    return c
+
+
+class ModbusError(Exception):
+    """Base of every bus failure."""
+
+
+class ModbusTimeout(ModbusError):
+    """No (complete) response within the timeout."""
+
+
+class CrcError(ModbusError):
+    """A response whose CRC does not match."""
+
+
+class FrameError(ModbusError):
+    """A response from the wrong slave or function, or of the wrong length."""
+
+
+class ModbusExceptionReply(ModbusError):
+    """The slave answered with an exception code."""
+
+    def __init__(self, code):
+        super().__init__("exception code %d" % code)
+        self.code = code
+
+
+def _finish(buf, n):
+    c = crc16(buf, n)
+    buf[n] = c & 0xFF
+    buf[n + 1] = c >> 8
+    return n + 2
+
+
+def _put16(buf, i, v):
+    buf[i] = (v >> 8) & 0xFF
+    buf[i + 1] = v & 0xFF
+
+
+def encode_read(buf, slave, fc, addr, count):
+    """Write a read request for count registers at addr into buf; return its length."""
+    buf[0] = slave
+    buf[1] = fc
+    _put16(buf, 2, addr)
+    _put16(buf, 4, count)
+    return _finish(buf, 6)
+
+
+def encode_write(buf, slave, addr, words):
+    """Write an FC6 (one word) or FC16 request into buf; return its length."""
+    buf[0] = slave
+    _put16(buf, 2, addr)
+    if len(words) == 1:
+        buf[1] = FC_WRITE_SINGLE
+        _put16(buf, 4, words[0])
+        return _finish(buf, 6)
+    buf[1] = FC_WRITE_MULTIPLE
+    _put16(buf, 4, len(words))
+    buf[6] = 2 * len(words)
+    for i, w in enumerate(words):
+        _put16(buf, 7 + 2 * i, w)
+    return _finish(buf, 7 + 2 * len(words))
+
+
+def expected_length(req):
+    """Length of the normal response to request req (a read or a write)."""
+    if req[1] in (FC_READ_HOLDING, FC_READ_INPUT):
+        return 5 + 2 * ((req[4] << 8) | req[5])
+    return 8
+
+
+def check_response(req, resp, n):
+    """Validate resp[:n] against req; raise on exception replies, CRC or framing faults.
+
+    n may be 5 for an exception reply (slave, fc|0x80, code, crc). Leading garbage is the
+    master's business: it resynchronises on the slave address before calling this.
+    """
+    if n < 5:
+        raise ModbusTimeout("short response (%d bytes)" % n)
+    if crc16(resp, n - 2) != resp[n - 2] | (resp[n - 1] << 8):
+        raise CrcError("CRC mismatch")
+    if resp[0] != req[0]:
+        raise FrameError("reply from slave %d" % resp[0])
+    if resp[1] == req[1] | 0x80:
+        raise ModbusExceptionReply(resp[2])
+    if resp[1] != req[1] or n != expected_length(req):
+        raise FrameError("unexpected function %d / length %d" % (resp[1], n))

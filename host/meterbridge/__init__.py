@@ -1,0 +1,1 @@
+"""Host toolkit for the meterbridge firmware."""
