@@ -1,21 +1,23 @@
 """The firmware: one poller per meter, the MQTT link, communication checks and EVerest requests."""
 
 import asyncio
+import gc
+import sys
 import time
 
 from micropython import const
 
-from . import config, everest_link, hal, log, powermeter
-from .everest_link import HEARTBEAT, START, STOP, RequestError
+from . import everest_link, hal, log, powermeter
+from .everest_link import HEARTBEAT, START, RequestError
 from .journal import Journal
 from .meter import Meter
 from .modbus.master import Master
 from .mqtt_link import MqttLink
-from .planner import char_bits
-from .profile import ProfileError, load
 from .transactions import Transactions
 
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
+_JSON_BASE = const(128)  # timestamp, meter_id and braces of one Powermeter message
+_JSON_PER_FIELD = const(64)  # one "key":number; an exact float32 energy has up to ~30 digits
 _QUEUE = const(8)  # pending requests at most; more are dropped and counted
 _LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
@@ -33,19 +35,19 @@ class Module:
 class App:
     """Wires meters, buses and the broker together and runs them."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, profiles):
         self.cfg = cfg
         storage = hal.Storage(cfg["storage"])
         buses = {}
         self.modules = []
         self._routes = {}
-        for m in cfg["meters"]:
-            prof = load(hal.profiles_dir() + "/" + m["profile"] + ".json", m["baud"], m["parity"])
+        for m, prof in zip(cfg["meters"], profiles):
             key = m["uart"].get("device") or m["uart"].get("id")
             master = buses.get(key)
             if master is None:
                 bus = hal.Bus(m["uart"], m["baud"], m["parity"])
-                master = Master(bus, m["baud"], char_bits(m["parity"]), m["timeout_ms"], m["retries"])
+                bits = 10 if m["parity"] == "N" else 11
+                master = Master(bus, m["baud"], bits, m["timeout_ms"], m["retries"])
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
             tx = Transactions(Journal(storage, m["module_id"]), prof.name, hal.epoch_ms)
@@ -98,15 +100,24 @@ class App:
 
     async def _poll(self, mod):
         meter = mod.meter
+        out = powermeter.Writer(_JSON_BASE + _JSON_PER_FIELD * len(meter.profile.fields))
         while True:
             t0 = time.ticks_ms()
             if await meter.poll():
-                ts = powermeter.timestamp(hal.epoch_ms(), hal.gmtime)
-                text = powermeter.build(meter.profile, meter.values, ts, meter.meter_id)
-                if text:
-                    self.link.publish(mod.topics.values, text)
+                self._publish_values(mod, out)
             spent = time.ticks_diff(time.ticks_ms(), t0)
             await asyncio.sleep_ms(max(meter.period_ms - spent, 0))
+
+    def _publish_values(self, mod, out):
+        meter = mod.meter
+        ts = powermeter.timestamp(hal.epoch_ms(), hal.gmtime)
+        try:
+            ok = powermeter.build(out, meter.profile, meter.values, ts, meter.meter_id)
+        except ValueError:
+            log.log(log.ERROR, meter.module_id, "dataset larger than its buffer, not published")
+            return
+        if ok:
+            self.link.publish(mod.topics.values, out.mv[: out.n])
 
     async def _checks(self):
         while True:
@@ -122,18 +133,40 @@ class App:
         await asyncio.gather(*tasks)
 
 
-def main():
+def _load():
+    """Config and profiles; the modules that check them are dropped from RAM afterwards."""
+    from . import config, profile
+
     try:
         cfg = config.load(hal.config_path(), hal.supported_baud)
     except config.ConfigError as e:
         hal.fatal("config: " + str(e))
+    try:
+        profiles = [profile.load(hal.profiles_dir() + "/" + m["profile"] + ".json", m["baud"], m["parity"])
+                    for m in cfg["meters"]]
+    except profile.ProfileError as e:
+        hal.fatal("profile: " + str(e))
+    return cfg, profiles
+
+
+def _forget(*names):
+    """Unload start-up-only modules (the lazy-import idea of extmod/asyncio, in reverse)."""
+    package = sys.modules[__name__.rpartition(".")[0]]
+    for name in names:
+        sys.modules.pop(package.__name__ + "." + name, None)
+        if hasattr(package, name):
+            delattr(package, name)
+
+
+def main():
+    cfg, profiles = _load()
+    _forget("config", "profile", "planner")
     log.level = _LEVELS[cfg["log_level"]]
     hal.start_network(cfg)
     try:
-        app = App(cfg)
-    except ProfileError as e:
-        hal.fatal("profile: " + str(e))
+        app = App(cfg, profiles)
     except OSError as e:
         hal.fatal("bus: " + str(e))
-    log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s)")
+    gc.collect()
+    log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
     asyncio.run(app.run())

@@ -67,6 +67,8 @@ def _meter(d, i, supported_baud):
     }
     m["meter_id"] = _str(d, "meter_id", w, m["module_id"])
     _topic_part(m["module_id"], w + "module_id")
+    _check(all(" " <= c and c not in "\"\\" for c in m["meter_id"]), w + "meter_id",
+           "no quotes, backslashes or control characters")
     _check(m["parity"] in ("N", "E", "O"), w + "parity", "must be 'N', 'E' or 'O'")
     _check(supported_baud(m["baud"]), w + "baud", "not supported on this platform")
     _check(isinstance(m["uart"], dict), w + "uart", "must be an object (device on unix; id/tx/rx/de on a board)")

@@ -7,7 +7,6 @@ m * 2**e exactly, which is m * 5**-e * 10**e: an integer and a power of ten, car
 from micropython import const
 
 _TYPES = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2, "t5": 2, "t6": 2}
-_MAX_DECIMALS = const(6)  # energy is exact down to 1 micro-Wh, more digits carry no information
 _SIG_DIGITS = const(7)  # a float32 carries 7 significant decimal digits; more would be noise
 
 
@@ -71,14 +70,11 @@ def _float32(v):
 
 
 def normalise(m, e, exact):
-    """Strip trailing zeros; round to 6 decimals (exact) or 7 significant digits (measurements)."""
+    """Strip trailing zeros; energy stays exact, measurements keep 7 significant digits."""
     if m == 0:
         return 0, 0
     drop = 0
-    if exact:
-        if e < -_MAX_DECIMALS:
-            drop = -_MAX_DECIMALS - e
-    else:
+    if not exact:
         digits = len(str(abs(m)))
         if digits > _SIG_DIGITS:
             drop = digits - _SIG_DIGITS

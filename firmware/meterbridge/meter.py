@@ -60,7 +60,7 @@ class Meter:
         for f in self.profile.fields:
             if f.read == i:
                 self.values[f.index] = decode.raw(data, f.offset, f.type, little)
-            if f.exp_reg is not None and f.exp_read == i:
+            if f.exp_read == i:
                 e = decode.raw(data, f.exp_offset, "s16", False)
                 self._exps[f.index] = e[0] if e else None
 

@@ -1,8 +1,10 @@
 """The EVerest Powermeter object as JSON text, built from exact decimals (no float on the way)."""
 
-import json
-
 from . import decode
+
+# units.yaml: Energy, Power and ReactivePower require "total"; Frequency requires "L1"
+_REQUIRED = {"energy_Wh_import": "total", "energy_Wh_export": "total", "power_W": "total", "VAR": "total",
+             "frequency_Hz": "L1"}
 
 
 def timestamp(ms, gmtime):
@@ -11,27 +13,66 @@ def timestamp(ms, gmtime):
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], ms % 1000)
 
 
-def build(profile, values, ts, meter_id):
-    """JSON text of one dataset; values[i] is (mantissa, exp10) or None for profile.fields[i].
+class Writer:
+    """Appends text to a preallocated buffer; the poll loop builds each dataset without a big string."""
 
-    Returns None when energy_Wh_import.total is missing: EVerest requires it, so such a dataset
-    is not published at all. Objects missing the key their schema requires are left out.
+    def __init__(self, size):
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.n = 0
+
+    def put(self, s):
+        if type(s) is str:
+            s = s.encode()  # small and short-lived; the big buffer is never reallocated
+        n = self.n + len(s)
+        self.mv[self.n : n] = s  # raises ValueError past the end: the buffer is sized for the profile
+        self.n = n
+
+
+def build(out, profile, values, ts, meter_id):
+    """Write one dataset's JSON into out (a Writer); False when it must not be published.
+
+    values[i] is (mantissa, exp10) or None for profile.fields[i]. EVerest requires
+    energy_Wh_import.total, so a dataset without it is not published. Objects missing the key
+    their schema requires are left out.
     """
-    parts = ['{"timestamp":"', ts, '","meter_id":', json.dumps(meter_id)]
+    out.n = 0
+    out.put(b'{"timestamp":"')
+    out.put(ts)
+    out.put(b'","meter_id":"')
+    out.put(meter_id)
+    out.put(b'"')
     for obj, fields in profile.objects:
-        need = profile.required(obj)
-        have = [f for f in fields if values[f.index] is not None]
-        if need and not any(f.key == need for f in have):
-            if obj == "energy_Wh_import":
-                return None
-            continue
-        if not have:
-            continue
-        parts.append(',"' + obj + '":{')
-        for j, f in enumerate(have):
+        need = _REQUIRED.get(obj)
+        first = True
+        for f in fields:
+            if values[f.index] is None:
+                continue
+            if first:
+                if need and not _has(fields, values, need):
+                    if obj == "energy_Wh_import":
+                        return False
+                    break
+                out.put(b',"')
+                out.put(obj)
+                out.put(b'":{"')
+                first = False
+            else:
+                out.put(b',"')
+            out.put(f.key)
+            out.put(b'":')
             m, e = values[f.index]
-            parts.append(('"%s":' if j == 0 else ',"%s":') % f.key)
-            parts.append(decode.to_text(m, e))
-        parts.append("}")
-    parts.append("}")
-    return "".join(parts)
+            out.put(decode.to_text(m, e))
+        if not first:
+            out.put(b"}")
+        elif obj == "energy_Wh_import":
+            return False
+    out.put(b"}")
+    return True
+
+
+def _has(fields, values, key):
+    for f in fields:
+        if f.key == key and values[f.index] is not None:
+            return True
+    return False

@@ -1,37 +1,32 @@
-"""Meter profiles: one JSON file per model, checked and compiled into read plan and field table."""
+"""Meter profiles: one JSON file per model, checked and compiled into read plan and field table.
+
+Used at start-up only: the results are plain attribute holders (no methods), so the app can drop
+this module and the planner from RAM once every profile is loaded.
+"""
 
 import json
+from collections import namedtuple
 
 from . import decode, planner
 from .modbus.rtu import FC_READ_HOLDING, FC_READ_INPUT, MAX_READ
 
 _OBJECTS = ("energy_Wh_import", "energy_Wh_export", "power_W", "voltage_V", "current_A", "frequency_Hz", "VAR")
 _KEYS = ("total", "L1", "L2", "L3", "N")
-# units.yaml: Energy, Power and ReactivePower require "total"; Frequency requires "L1"
-_REQUIRED = {"energy_Wh_import": "total", "energy_Wh_export": "total", "power_W": "total", "VAR": "total",
-             "frequency_Hz": "L1"}
 
 
 class ProfileError(ValueError):
     """A profile file that cannot be used, with the field and the reason."""
 
 
-class Field:
-    """One Powermeter value: where it is read and how it is decoded."""
+# One Powermeter value and where the plan reads it: read is an index into reads, offset the byte
+# offset in that read's data; exp_read is None unless an exponent register scales the value.
+# A namedtuple is a compact tuple in RAM, where an instance with attributes carries a dict.
+Field = namedtuple("Field", ("obj", "key", "type", "exp10", "exact", "index", "read", "offset", "exp_read",
+                             "exp_offset"))
 
-    def __init__(self, obj, key, reg, type_name, exp10, exp_reg):
-        self.obj = obj
-        self.key = key
-        self.reg = reg
-        self.type = type_name
-        self.exp10 = exp10
-        self.exp_reg = exp_reg
-        self.exact = obj.startswith("energy")
-        self.read = 0  # index into the plan, set by Profile
-        self.offset = 0  # byte offset of reg in that read's data
-        self.exp_read = 0
-        self.exp_offset = 0
-        self.index = 0  # position in Profile.fields and in a decoded values list
+
+class Profile:
+    """A checked profile: name, fc, little (word order), max_read, defaults, fields, reads, objects."""
 
 
 def _int(where, v, lo, hi):
@@ -55,69 +50,67 @@ def _field(name, spec):
     exp_reg = spec.get("exp_reg")
     if exp_reg is not None:
         _int(where + ".exp_reg", exp_reg, 0, 65535)
-    return Field(obj, key, reg, type_name, exp10, exp_reg)
+    return obj, key, reg, type_name, exp10, exp_reg
 
 
-class Profile:
-    """A checked profile: function code, word order, fields and the read plan for a line speed."""
+def compile_profile(doc, baud=9600, parity="N"):
+    """A Profile from a parsed profile document, with the read plan for this line speed."""
+    if not isinstance(doc, dict):
+        raise ProfileError("profile: must be a JSON object")
+    p = Profile()
+    p.name = doc.get("name", "?")
+    p.fc = doc.get("function_code")
+    if p.fc not in (FC_READ_HOLDING, FC_READ_INPUT):
+        raise ProfileError("function_code: must be 3 or 4")
+    order = doc.get("word_order", "big")
+    if order not in ("big", "little"):
+        raise ProfileError("word_order: must be 'big' or 'little'")
+    p.little = order == "little"
+    p.max_read = _int("max_read", doc.get("max_read", MAX_READ), 1, MAX_READ)
+    holes = doc.get("holes", [])
+    if not isinstance(holes, list) or not all(isinstance(h, list) and len(h) == 2 for h in holes):
+        raise ProfileError("holes: must be a list of [first, last] register ranges")
+    p.defaults = doc.get("defaults", {})
+    fields = doc.get("fields")
+    if not isinstance(fields, dict) or not fields:
+        raise ProfileError("fields: must be a non-empty object")
+    specs = [_field(name, spec) for name, spec in fields.items()]
+    if not any(obj == "energy_Wh_import" and key == "total" for obj, key, *_ in specs):
+        raise ProfileError("fields: energy_Wh_import.total is required by EVerest")
+    spans = []
+    for _, _, reg, type_name, _, exp_reg in specs:
+        spans.append((reg, reg + decode.width(type_name)))
+        if exp_reg is not None:
+            spans.append((exp_reg, exp_reg + 1))
+    try:
+        p.reads = planner.plan(spans, p.max_read, holes, baud, planner.char_bits(parity))
+    except ValueError as e:
+        raise ProfileError("holes/max_read: " + str(e)) from None
+    p.fields = []
+    for i, (obj, key, reg, type_name, exp10, exp_reg) in enumerate(specs):
+        read, offset = _locate(p.reads, reg)
+        exp_read, exp_offset = _locate(p.reads, exp_reg) if exp_reg is not None else (None, 0)
+        p.fields.append(Field(obj, key, type_name, exp10, obj.startswith("energy"), i, read, offset, exp_read,
+                              exp_offset))
+    p.objects = _group(p.fields)
+    return p
 
-    def __init__(self, doc, baud=9600, parity="N"):
-        if not isinstance(doc, dict):
-            raise ProfileError("profile: must be a JSON object")
-        self.name = doc.get("name", "?")
-        self.fc = doc.get("function_code")
-        if self.fc not in (FC_READ_HOLDING, FC_READ_INPUT):
-            raise ProfileError("function_code: must be 3 or 4")
-        order = doc.get("word_order", "big")
-        if order not in ("big", "little"):
-            raise ProfileError("word_order: must be 'big' or 'little'")
-        self.little = order == "little"
-        self.max_read = _int("max_read", doc.get("max_read", MAX_READ), 1, MAX_READ)
-        holes = doc.get("holes", [])
-        if not isinstance(holes, list) or not all(isinstance(h, list) and len(h) == 2 for h in holes):
-            raise ProfileError("holes: must be a list of [first, last] register ranges")
-        self.defaults = doc.get("defaults", {})
-        fields = doc.get("fields")
-        if not isinstance(fields, dict) or not fields:
-            raise ProfileError("fields: must be a non-empty object")
-        self.fields = [_field(name, spec) for name, spec in fields.items()]
-        for i, f in enumerate(self.fields):
-            f.index = i
-        if not any(f.obj == "energy_Wh_import" and f.key == "total" for f in self.fields):
-            raise ProfileError("fields: energy_Wh_import.total is required by EVerest")
-        spans = []
-        for f in self.fields:
-            spans.append((f.reg, f.reg + decode.width(f.type)))
-            if f.exp_reg is not None:
-                spans.append((f.exp_reg, f.exp_reg + 1))
-        try:
-            self.reads = planner.plan(spans, self.max_read, holes, baud, planner.char_bits(parity))
-        except ValueError as e:
-            raise ProfileError("holes/max_read: " + str(e)) from None
-        for f in self.fields:
-            f.read, f.offset = self._locate(f.reg)
-            if f.exp_reg is not None:
-                f.exp_read, f.exp_offset = self._locate(f.exp_reg)
-        self.objects = self._group()
 
-    def _locate(self, reg):
-        for i, (addr, count) in enumerate(self.reads):
-            if addr <= reg < addr + count:
-                return i, 2 * (reg - addr)
-        raise ProfileError("register %d not covered by the plan" % reg)
+def _locate(reads, reg):
+    for i, (addr, count) in enumerate(reads):
+        if addr <= reg < addr + count:
+            return i, 2 * (reg - addr)
+    raise ProfileError("register %d not covered by the plan" % reg)
 
-    def _group(self):
-        """[(object, [fields])] in Powermeter order; objects lacking their required key dropped."""
-        groups = []
-        for obj in _OBJECTS:
-            members = [f for f in self.fields if f.obj == obj]
-            if members:
-                groups.append((obj, sorted(members, key=lambda f: _KEYS.index(f.key))))
-        return groups
 
-    def required(self, obj):
-        """The key EVerest's schema requires in obj, or None."""
-        return _REQUIRED.get(obj)
+def _group(fields):
+    """[(object, [fields])] in Powermeter order, keys in a fixed order."""
+    groups = []
+    for obj in _OBJECTS:
+        members = [f for f in fields if f.obj == obj]
+        if members:
+            groups.append((obj, sorted(members, key=lambda f: _KEYS.index(f.key))))
+    return groups
 
 
 def load(path, baud=9600, parity="N"):
@@ -130,6 +123,6 @@ def load(path, baud=9600, parity="N"):
     except ValueError as e:
         raise ProfileError("%s: not valid JSON (%s)" % (path, e)) from None
     try:
-        return Profile(doc, baud, parity)
+        return compile_profile(doc, baud, parity)
     except ProfileError as e:
         raise ProfileError("%s: %s" % (path, e)) from None

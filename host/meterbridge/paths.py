@@ -1,6 +1,5 @@
 """Where the firmware, its libraries and the unix-port interpreter are, seen from the host package."""
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,8 +17,3 @@ def micropython():
     if not found:
         raise FileNotFoundError("micropython (unix port) not found: run `make setup`")
     return found
-
-
-def micropypath():
-    """.frozen first (asyncio, ssl), then the firmware and its fetched libraries."""
-    return os.pathsep.join([".frozen", str(FIRMWARE), str(LIB)])

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import paths
+from . import build, paths
 
 
 def free_port():
@@ -79,23 +79,26 @@ def start_sim(args, log=subprocess.DEVNULL):
                             stdout=log, stderr=log)
 
 
-def firmware_command(config_path, heapsize=None):
+def firmware_command(config_path, heapsize=None, source=False):
+    """The unix-port command line and environment that run the firmware with a config.
+
+    By default the firmware runs as .mpy compiled by mpy-cross, as on a board; source=True runs
+    the .py files directly (tracebacks with line numbers, more RAM).
+    """
+    root = paths.FIRMWARE if source else build.firmware()
+    lib = paths.LIB if source else root / "lib"
     cmd = [paths.micropython()]
     if heapsize:
         cmd += ["-X", f"heapsize={heapsize}"]
-    return cmd + [str(paths.FIRMWARE / "main.py"), str(config_path)]
-
-
-def firmware_env():
     env = dict(os.environ)
-    env["MICROPYPATH"] = paths.micropypath()
-    return env
+    env["MICROPYPATH"] = os.pathsep.join([".frozen", str(root), str(lib)])
+    return cmd + [str(root / "main.py"), str(Path(config_path).resolve())], env
 
 
-def start_firmware(config_path, heapsize=None, log=subprocess.DEVNULL, cwd=None):
+def start_firmware(config_path, heapsize=None, log=subprocess.DEVNULL, cwd=None, source=False):
     """The real firmware under the MicroPython unix port."""
-    return subprocess.Popen(firmware_command(config_path, heapsize), env=firmware_env(), cwd=cwd,
-                            stdout=log, stderr=log)
+    cmd, env = firmware_command(config_path, heapsize, source)
+    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=log)
 
 
 def scratch_dir(prefix="meterbridge-"):

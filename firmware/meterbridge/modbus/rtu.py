@@ -1,5 +1,7 @@
 """Modbus RTU framing: CRC-16, request encoding and response checking. Pure, no I/O, no timing."""
 
+from array import array
+
 from micropython import const
 
 FC_READ_HOLDING = const(3)
@@ -11,13 +13,13 @@ MAX_WRITE = const(123)  # 6.12: 1..123 registers
 
 
 def _make_table():
-    table = []
+    table = array("H", bytes(512))  # 512 bytes, filled in place
     for i in range(256):
         c = i
         for _ in range(8):
             c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-        table.append(c)
-    return tuple(table)
+        table[i] = c
+    return table
 
 
 _TABLE = _make_table()

@@ -1,0 +1,163 @@
+"""`meterbridge sim`: simulated Modbus RTU meters on a pty (wire-timed) or a real serial port."""
+
+import argparse
+import math
+import random
+
+import serial
+
+from ..codec import ProfileError, load_profile
+from ..errors import CommandError
+from ..sim.control import Control
+from ..sim.faults import Faults
+from ..sim.link import PtyLink, SerialLink
+from ..sim.meter import Meter
+from ..sim.server import Server
+from ..sim.truth import TruthLog
+
+EPILOG = """\
+meters:
+  One process serves one or more slave ids on one line. Each meter is a profile (a name from
+  firmware/profiles/ or a path to a .json file) and a slave id (default: the profile's defaults.slave):
+    --profile eastron_sdm630_v2 --slave 1                      one meter
+    --meter eastron_sdm630_v2:1 --meter ./my_meter.json:2      several (may be mixed with --profile)
+  Registers outside the profile read 0; the profile's holes answer exception 2; reads of 0 or more
+  than max_read (at most 125) registers answer exception 3. FC3 and FC4 read the same table; FC6
+  and FC16 write it; other function codes answer exception 1. Slave id 0 (broadcast) writes every
+  meter and gets no reply.
+
+timing:
+  On --link the reply starts after the request's own wire time, t3.5 and 1 ms turnaround
+  (plus --delay-ms) and its bytes arrive one character time apart (10 bits at parity N, 11 with
+  parity), so a transaction takes as long as on a real RS-485 line. A pty carries no parity:
+  --parity only sets the timing, and clients must open the link without parity (Linux ptys here
+  reject PARENB with EINVAL, e.g. pyserial's parity='E').
+
+values:
+  Every --update-ms: ~230 V per phase, 0-32 A loads that wander, P = V*I, small var, ~50 Hz; energy
+  integrates power, so import counters only grow (phases sum to the total); export grows slowly.
+
+truth file (--truth):
+  One JSON line per slave at start and whenever the values it serves change:
+    {"t": <unix time>, "slave": 1, "values": {"energy_Wh_import.total": "98765429.6875", ...}}
+  Values are the exact decimals the served registers carry (meterbridge.codec.decode_exact),
+  null for a "no value" marker.
+
+faults:
+  --silent-after 5 --silent-for 3 --silent-every 20   silent 5-8 s after start, 25-28 s, 45-48 s, ...
+  Rates are per reply and drawn independently (--seed makes them repeatable).
+
+signals:
+  SIGUSR1 toggles silence (the meters stop answering, then answer again on the next SIGUSR1).
+  SIGTERM and SIGINT exit with status 0 and remove the --link symlink.
+  The --link symlink appears only once these handlers are in place; a line
+  "sim: serving ... on PATH (9600 8N1)" on stderr follows when the first request can be answered.
+"""
+
+
+def add_arguments(parser):
+    """Add the sim options to its subparser."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    meters = parser.add_argument_group("meters")
+    meters.add_argument("--profile", metavar="NAME|FILE", help="profile of a single meter")
+    meters.add_argument("--slave", type=int, metavar="ID", help="slave id of --profile")
+    meters.add_argument("--meter", action="append", default=[], metavar="PROFILE[:ID]",
+                        help="one more meter on the line (repeatable)")
+    line = parser.add_argument_group("line")
+    where = line.add_mutually_exclusive_group(required=True)
+    where.add_argument("--link", metavar="PATH", help="create a pty and symlink its slave end at PATH")
+    where.add_argument("--port", metavar="DEVICE", help="use a real serial port, e.g. /dev/ttyUSB0")
+    line.add_argument("--baud", type=int, help="default: the first profile's defaults.baud, else 9600")
+    line.add_argument("--parity", choices=("N", "E", "O"),
+                      help="default: the first profile's defaults.parity, else N (1 stop bit)")
+    values = parser.add_argument_group("values")
+    values.add_argument("--truth", metavar="FILE", help="append the served values as JSON lines")
+    values.add_argument("--update-ms", type=float, default=1000.0, metavar="MS",
+                        help="value update period (1000)")
+    values.add_argument("--seed", type=int, help="random seed for values and faults")
+    faults = parser.add_argument_group("faults")
+    faults.add_argument("--silent-after", type=float, metavar="S",
+                        help="stop answering S seconds after start")
+    faults.add_argument("--silent-for", type=float, default=math.inf, metavar="D",
+                        help="for D seconds (default: for ever)")
+    faults.add_argument("--silent-every", type=float, metavar="P", help="and again every P seconds")
+    faults.add_argument("--delay-ms", type=float, default=0.0, metavar="MS",
+                        help="extra delay before replies")
+    faults.add_argument("--crc-error-rate", type=_rate, default=0.0, metavar="R",
+                        help="fraction of replies with a broken CRC")
+    faults.add_argument("--exception-rate", type=_rate, default=0.0, metavar="R",
+                        help="fraction of requests refused with exception 4 (SLAVE DEVICE FAILURE)")
+    faults.add_argument("--garbage-rate", type=_rate, default=0.0, metavar="R",
+                        help="fraction of replies preceded by 1-8 random bytes")
+
+
+def run(args):
+    """Serve the meters until SIGTERM or SIGINT."""
+    rng = random.Random(args.seed)
+    fault_rng = random.Random(rng.getrandbits(64))  # traffic does not change the values a seed gives
+    meters, profiles = {}, []
+    for ref, slave in _meter_specs(args):
+        try:
+            profile = load_profile(ref)
+            slave = profile.get("defaults", {}).get("slave", 1) if slave is None else slave
+            meter = Meter(profile, rng)
+        except (ProfileError, ValueError, ArithmeticError) as e:
+            raise CommandError(e) from e
+        if not 1 <= slave <= 247 or slave in meters:
+            raise CommandError(f"slave id {slave}: must be 1..247 and used once")
+        meters[slave] = meter
+        profiles.append(profile)
+    defaults = profiles[0].get("defaults", {})
+    baud = args.baud or defaults.get("baud") or 9600
+    parity = args.parity or defaults.get("parity") or "N"
+    if baud <= 0 or args.update_ms <= 0:
+        raise CommandError("--baud and --update-ms must be positive")
+    if args.silent_every is not None and (args.silent_after is None or args.silent_every <= args.silent_for):
+        raise CommandError("--silent-every needs --silent-after and must exceed --silent-for")
+    faults = Faults(fault_rng, args.silent_after, args.silent_for, args.silent_every, args.delay_ms,
+                    args.crc_error_rate, args.exception_rate, args.garbage_rate)
+    served = ", ".join(f"{meter.name} slave {slave}" for slave, meter in meters.items())
+    truth = TruthLog(args.truth)
+    try:
+        with Control(faults) as control:  # before the link appears, so an early SIGUSR1 cannot kill us
+            server = Server(meters, faults, truth, args.update_ms / 1000, control)
+            link = _open_link(args, baud, parity)
+            try:
+                server.serve(link, f"sim: serving {served} on {link.name} ({baud} 8{parity}1)")
+            finally:
+                link.close()
+    finally:
+        truth.close()
+    return 0
+
+
+def _meter_specs(args):
+    """(profile ref, slave id or None) for every meter asked for."""
+    specs = []
+    for spec in args.meter:
+        ref, _, slave = spec.rpartition(":")
+        specs.append((ref, int(slave)) if ref and slave.isdigit() else (spec, None))
+    if args.profile:
+        specs.append((args.profile, args.slave))
+    elif args.slave is not None:
+        raise CommandError("--slave belongs to --profile (use --meter PROFILE:ID for more meters)")
+    if not specs:
+        raise CommandError("give --profile NAME or --meter PROFILE[:ID]")
+    return specs
+
+
+def _open_link(args, baud, parity):
+    """The pty (--link) or serial port (--port) the meters answer on."""
+    try:
+        return PtyLink(args.link, baud, parity) if args.link else SerialLink(args.port, baud, parity)
+    except (OSError, serial.SerialException) as e:
+        raise CommandError(f"cannot open the line: {e}") from e
+
+
+def _rate(text):
+    """argparse type: a probability 0..1."""
+    rate = float(text)
+    if not 0 <= rate <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not within 0..1")
+    return rate

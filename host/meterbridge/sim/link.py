@@ -1,0 +1,92 @@
+"""Byte links for the simulator: a pty that keeps real wire timing, or a real serial port."""
+
+import os
+import time
+import tty
+
+import serial
+
+
+def char_time(baud, parity):
+    """Seconds one character takes on the wire: 10 bits at parity N, 11 with a parity bit."""
+    return (10 if parity == "N" else 11) / baud
+
+
+def frame_gap(baud):
+    """Modbus t3.5: 3.5 characters of 11 bits, fixed at 1.75 ms above 19200 baud."""
+    return 38.5 / baud if baud <= 19200 else 0.00175
+
+
+class PtyLink:
+    """A pty pair whose slave end is symlinked at path; bytes reach the master at the baud's pace."""
+
+    def __init__(self, path, baud, parity):
+        self.name, self.baud = path, baud
+        self.char = char_time(baud, parity)
+        self._master, self._slave = os.openpty()  # holding the slave end keeps reads free of EIO
+        tty.setraw(self._master)
+        tty.setraw(self._slave)
+        self._tty = os.ttyname(self._slave)
+        if os.path.islink(path):
+            os.unlink(path)
+        os.symlink(self._tty, path)
+
+    def fileno(self):
+        """The master end, for select."""
+        return self._master
+
+    def read(self):
+        """Whatever bytes the master has written."""
+        return os.read(self._master, 4096)
+
+    def rx_lag(self, size):
+        """Wire time of a size-byte request, which the pty delivered at once."""
+        return size * self.char
+
+    def send(self, data, start):
+        """Write data so byte i arrives when it would on a wire started at monotonic time start."""
+        sent = 0
+        while sent < len(data):
+            due = min(len(data), int((time.monotonic() - start) / self.char))
+            if due > sent:
+                sent += os.write(self._master, data[sent:due])
+            else:
+                time.sleep(max(0.0, start + (sent + 1) * self.char - time.monotonic()))
+
+    def close(self):
+        """Close both ends and remove the symlink if it is still ours."""
+        if os.path.islink(self.name) and os.readlink(self.name) == self._tty:
+            os.unlink(self.name)
+        os.close(self._master)
+        os.close(self._slave)
+
+
+class SerialLink:
+    """A real serial port: the UART itself keeps the wire timing."""
+
+    def __init__(self, port, baud, parity):
+        self.name, self.baud = port, baud
+        self.char = char_time(baud, parity)
+        self._port = serial.Serial(port, baud, parity=parity, timeout=0)
+
+    def fileno(self):
+        """The port's descriptor, for select."""
+        return self._port.fileno()
+
+    def read(self):
+        """Whatever bytes have arrived."""
+        return self._port.read(4096)
+
+    def rx_lag(self, size):
+        """Nothing to add: the request really took its wire time to arrive."""
+        return 0.0
+
+    def send(self, data, start):
+        """Write data at monotonic time start and wait until it has left the UART."""
+        time.sleep(max(0.0, start - time.monotonic()))
+        self._port.write(data)
+        self._port.flush()
+
+    def close(self):
+        """Close the port."""
+        self._port.close()

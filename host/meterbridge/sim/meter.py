@@ -1,0 +1,22 @@
+"""One simulated meter: a profile's register table fed by its own installation model."""
+
+from .physics import ThreePhase
+from .table import RegisterTable
+
+
+class Meter:
+    """A slave on the line: profile name, installation model, and the registers it serves."""
+
+    def __init__(self, profile, rng):
+        self.name = profile.get("name", "meter")
+        self.model = ThreePhase(rng)
+        unknown = sorted(profile["fields"].keys() - self.model.values().keys())
+        if unknown:
+            raise ValueError(f"profile {self.name}: the simulator has no value for {', '.join(unknown)}")
+        self.table = RegisterTable(profile)
+        self.table.load(self.model.values())
+
+    def advance(self, dt):
+        """Let dt seconds pass and serve the new values."""
+        self.model.step(dt)
+        self.table.load(self.model.values())
