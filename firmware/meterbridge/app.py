@@ -13,12 +13,17 @@ from .journal import Journal
 from .meter import Meter
 from .modbus.master import Master
 from .mqtt_link import MqttLink
+from .supervisor import Supervisor
 from .transactions import Transactions
 
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
 _JSON_BASE = const(128)  # timestamp, meter_id and braces of one Powermeter message
 _JSON_PER_FIELD = const(64)  # one "key":number; an exact float32 energy has up to ~30 digits
-_QUEUE = const(8)  # pending requests at most; more are dropped and counted
+_QUEUE = const(8)
+_IDLE_BEAT_MS = const(1000)  # an idle request task still shows it is alive this often
+_LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
+_REQUEST_DEADLINE_MS = const(30000)  # a signing meter may take ~15 s to close its transaction
+_SLACK_MS = const(1000)  # pending requests at most; more are dropped and counted
 _LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
 
@@ -58,7 +63,9 @@ class App:
         self._queue = []
         self.dropped = 0
         self._wake = asyncio.Event()
-        self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect)
+        self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
+        self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect,
+                             cfg["broker"]["max_payload"])
 
     def _on_connect(self):
         pass  # signing meters publish their public key here
@@ -87,7 +94,11 @@ class App:
 
     async def _requests(self):
         while True:
-            await self._wake.wait()
+            self.supervisor.beat("requests")
+            try:
+                await asyncio.wait_for_ms(self._wake.wait(), _IDLE_BEAT_MS)
+            except asyncio.TimeoutError:
+                continue
             self._wake.clear()
             while self._queue:
                 mod, kind, reply_to, payload = self._queue.pop(0)
@@ -101,8 +112,10 @@ class App:
     async def _poll(self, mod):
         meter = mod.meter
         out = powermeter.Writer(_JSON_BASE + _JSON_PER_FIELD * len(meter.profile.fields))
+        name = "poll:" + meter.module_id
         while True:
             t0 = time.ticks_ms()
+            self.supervisor.beat(name)
             if await meter.poll():
                 self._publish_values(mod, out)
             spent = time.ticks_diff(time.ticks_ms(), t0)
@@ -110,7 +123,10 @@ class App:
 
     def _publish_values(self, mod, out):
         meter = mod.meter
-        ts = powermeter.timestamp(hal.epoch_ms(), hal.gmtime)
+        now = hal.epoch_ms()
+        if now is None:
+            return  # the clock is not set yet: no 1970 timestamps
+        ts = powermeter.timestamp(now, hal.gmtime)
         try:
             ok = powermeter.build(out, meter.profile, meter.values, ts, meter.meter_id)
         except ValueError:
@@ -121,16 +137,30 @@ class App:
 
     async def _checks(self):
         while True:
+            self.supervisor.beat("checks")
             for mod in self.modules:
                 if mod.meter.fresh():
                     self.link.publish(mod.topics.check, b"true")
             await asyncio.sleep_ms(_CHECK_MS)
 
+    def _watch_tasks(self):
+        """Each task's longest honest silence: its period plus every wait it may be stuck in."""
+        sup = self.supervisor
+        sup.watch("link", _LINK_DEADLINE_MS)
+        sup.watch("requests", _REQUEST_DEADLINE_MS)
+        sup.watch("checks", 2 * _CHECK_MS + _SLACK_MS)
+        for mod in self.modules:
+            bus = [m.meter for m in self.modules if m.meter.master is mod.meter.master]
+            worst = sum(len(m.profile.reads) * (m.master.timeout_ms + _SLACK_MS) * (m.master.retries + 1)
+                        for m in bus)
+            sup.watch("poll:" + mod.meter.module_id, mod.meter.period_ms + worst + _SLACK_MS)
+
     async def run(self):
-        tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._requests()),
-                 asyncio.create_task(self._checks())]
-        tasks += [asyncio.create_task(self._poll(mod)) for mod in self.modules]
-        await asyncio.gather(*tasks)
+        self._watch_tasks()
+        tasks = [self.link.run(lambda: self.supervisor.beat("link")), self._requests(), self._checks(),
+                 self.supervisor.run()]
+        tasks += [self._poll(mod) for mod in self.modules]
+        await asyncio.gather(*[asyncio.create_task(t) for t in tasks])
 
 
 def _load():

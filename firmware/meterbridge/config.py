@@ -3,6 +3,7 @@
 import json
 
 _MQTT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+_PHYS = ("LAN8710", "LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8041", "KSZ8081")  # network.PHY_* on ESP32
 
 
 class ConfigError(ValueError):
@@ -42,13 +43,32 @@ def _broker(d):
         "keepalive": _int(d, "keepalive", w, 30, 5, 3600),
         "username": d.get("username"),
         "password": d.get("password"),
+        "tls": _tls(d.get("tls"), w + "tls"),
+        "max_payload": _int(d, "max_payload", w, 4096, 256, 65536),
     }
     _check("+" not in b["prefix"] and "#" not in b["prefix"], w + "prefix", "must not contain '+' or '#'")
     _check(all(c in _MQTT_ID_CHARS for c in b["client_id"]), w + "client_id", "use letters, digits, '_' and '-'")
     for key in ("username", "password"):
         _check(b[key] is None or isinstance(b[key], str), w + key, "must be a string")
     _check((b["username"] is None) == (b["password"] is None), w + "password", "username and password go together")
+    plain = d.get("allow_plain_password", False)
+    _check(plain in (True, False), w + "allow_plain_password", "must be true or false")
+    _check(b["password"] is None or b["tls"] is not None or plain, w + "password",
+           "refused without TLS (set broker.tls, or broker.allow_plain_password: true on a trusted network)")
     return b
+
+
+def _tls(t, where):
+    """None, or {ca, cert, key}: file paths; a client cert needs its key."""
+    if t is None or t is False:
+        return None
+    if t is True:
+        t = {}
+    _check(isinstance(t, dict), where, "must be true or an object with ca, cert, key")
+    for key in ("ca", "cert", "key"):
+        _check(t.get(key) is None or isinstance(t[key], str), where + "." + key, "must be a file path")
+    _check((t.get("cert") is None) == (t.get("key") is None), where + ".key", "cert and key go together")
+    return t
 
 
 def _meter(d, i, supported_baud):
@@ -71,8 +91,56 @@ def _meter(d, i, supported_baud):
            "no quotes, backslashes or control characters")
     _check(m["parity"] in ("N", "E", "O"), w + "parity", "must be 'N', 'E' or 'O'")
     _check(supported_baud(m["baud"]), w + "baud", "not supported on this platform")
-    _check(isinstance(m["uart"], dict), w + "uart", "must be an object (device on unix; id/tx/rx/de on a board)")
+    _uart(m["uart"], w + "uart")
     return m
+
+
+def _gpio(d, key, where, optional=False):
+    v = d.get(key)
+    _check((optional and v is None) or (type(v) is int and 0 <= v <= 48), where + key,
+           "must be a GPIO number" + (" or null" if optional else ""))
+
+
+def _uart(d, w):
+    """Unix: {device}; a board: {id, tx, rx, de} (de null for an auto-direction transceiver)."""
+    _check(isinstance(d, dict), w, "must be an object (device on unix; id/tx/rx/de on a board)")
+    if "device" in d:
+        _str(d, "device", w + ".")
+        return
+    _int(d, "id", w + ".", None, 1, 2)  # UART0 carries the REPL
+    for key in ("tx", "rx"):
+        _gpio(d, key, w + ".")
+    _gpio(d, "de", w + ".", True)
+
+
+def _network(d):
+    """Wi-Fi or Ethernet (board only), NTP server and host name; absent on unix."""
+    w = "network."
+    d = {} if d is None else d
+    _check(isinstance(d, dict), "network", "must be an object")
+    n = {"ntp": _str(d, "ntp", w, "pool.ntp.org"), "hostname": d.get("hostname"),
+         "wifi": d.get("wifi"), "ethernet": d.get("ethernet")}
+    host = n["hostname"]
+    chars = _MQTT_ID_CHARS[:-2] + "-"
+    ok = host is None or (isinstance(host, str) and host and all(c in chars for c in host))
+    _check(ok, w + "hostname", "use letters, digits and '-'")
+    wifi, eth = n["wifi"], n["ethernet"]
+    _check(wifi is None or eth is None, "network", "wifi or ethernet, not both")
+    if wifi is not None:
+        _check(isinstance(wifi, dict), w + "wifi", "must be an object with ssid and password")
+        ww = w + "wifi."
+        n["wifi"] = {"ssid": _str(wifi, "ssid", ww), "password": _str(wifi, "password", ww, "", True)}
+    if eth is not None:
+        we = w + "ethernet."
+        _check(isinstance(eth, dict), w + "ethernet", "must be an object (see boards/<board>.json)")
+        _check(eth.get("phy_type") in _PHYS, we + "phy_type", "one of " + ", ".join(_PHYS))
+        _int(eth, "phy_addr", we, None, 0, 31)
+        for key in ("mdc", "mdio"):
+            _gpio(eth, key, we)
+        for key in ("power", "ref_clk"):
+            _gpio(eth, key, we, True)
+        _check(eth.get("ref_clk_mode") in (None, "in", "out"), we + "ref_clk_mode", "'in', 'out' or null")
+    return n
 
 
 def parse(doc, supported_baud=lambda b: True):
@@ -82,9 +150,11 @@ def parse(doc, supported_baud=lambda b: True):
     _check(isinstance(meters, list) and meters, "meters", "must be a non-empty list")
     cfg = {
         "broker": _broker(doc.get("broker")),
+        "network": _network(doc.get("network")),
         "meters": [_meter(m, i, supported_baud) for i, m in enumerate(meters)],
         "storage": _str(doc, "storage", "", "meterbridge-state"),
         "log_level": doc.get("log_level", "info"),
+        "watchdog_ms": _int(doc, "watchdog_ms", "", 20000, 5000, 120000),
     }
     ids = [m["module_id"] for m in cfg["meters"]]
     for i, mid in enumerate(ids):

@@ -1,108 +1,147 @@
 """The MQTT link: umqtt.simple's MQTTClient plus what it lacks — reconnect, keep-alive, resubscribe.
 
-umqtt.simple stays a plain protocol object; every OSError it raises is trapped here and turns
-into one idempotent _down(). The run() task brings the link back with capped backoff.
+umqtt.simple stays a plain protocol object; every error it raises is trapped here and turns into
+one idempotent _down(). run() is the one task that brings the link back, with capped, jittered
+backoff so the link is in use again within 2 s of the broker's return.
 """
 
 import asyncio
+import gc
+import random
 import time
 
+import umqtt.simple
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
 from .log import INFO, WARN, log
+from .mqtt_socket import BoundedSocket, SocketFactory
 
-_BACKOFF_MIN_MS = const(250)
-_BACKOFF_MAX_MS = const(2000)  # the broker must be back in use within 2 s of its return
+_BACKOFF_MIN_MS = const(200)
+_BACKOFF_MAX_MS = const(1600)  # plus up to 25 % jitter: at most 2 s between attempts
 _SERVICE_MS = const(2)  # how often incoming messages are looked at
 _BURST = const(16)  # messages taken per look before other tasks get a turn
+_SOCKET_TIMEOUT_S = const(2)  # the longest any single socket operation may block
 _IPPROTO_TCP = const(6)  # Linux and lwIP values; the unix port's socket module lacks the names
 _TCP_NODELAY = const(1)
+_ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError)  # what a broken stream raises in umqtt
 
 
 class MqttLink:
     """One broker connection with a retained online/offline status topic."""
 
-    def __init__(self, broker, subscriptions, on_message, on_connect):
+    def __init__(self, broker, subscriptions, on_message, on_connect, max_payload):
         self._broker = broker
         self._subs = subscriptions
         self._on_message = on_message
         self._on_connect = on_connect
+        self._cap = max_payload
         self.status_topic = ("meterbridge/%s/status" % broker["client_id"]).encode()
         self.up = False
         self.connects = 0
-        self._client = None
-        self._last_tx = 0
+        self.refused = 0  # messages dropped for their size
         self.received = 0
+        self._client = None
+        self._sock = None
+        self._last_ping = 0
+        self._sockets = SocketFactory(_SOCKET_TIMEOUT_S)
+        umqtt.simple.socket = self._sockets  # every socket umqtt makes is a bounded one
+        self._tls = None
+        if broker["tls"] is not None:
+            from . import tls
+
+            self._tls = tls.context(broker["tls"])
 
     def _deliver(self, topic, msg):
         self.received += 1
+        if self._sock.refused:
+            self.refused += 1
+            log(WARN, "refused a message of %d bytes (cap %d)" % (self._sock.refused, self._cap))
+            self._sock.refused = 0
+            return
         self._on_message(topic, msg)
 
     def _connect(self):
         b = self._broker
-        c = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"], b["keepalive"])
+        tls = self._tls
+        c = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"], b["keepalive"],
+                       ssl=tls or False, ssl_params={"server_hostname": b["host"]} if tls else {})
         c.set_callback(self._deliver)
         c.set_last_will(self.status_topic, b"offline", retain=True)
         self._client = c
         c.connect()
+        raw = self._sockets.raw
         try:
-            c.sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)  # umqtt writes a packet in pieces
-        except (OSError, AttributeError):
-            pass  # not every socket has it
+            raw.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)  # umqtt writes one packet in several pieces
+        except OSError:
+            pass  # not every stack has it
+        self._sock = c.sock = BoundedSocket(c.sock, raw, _SOCKET_TIMEOUT_S, self._cap)
         for topic in self._subs:
             c.subscribe(topic)
         c.publish(self.status_topic, b"online", retain=True)
-        self._last_tx = time.ticks_ms()
+        self._last_ping = time.ticks_ms()
         self.up = True
         self.connects += 1
-        log(INFO, "mqtt connected to %s:%d" % (b["host"], b["port"]))
+        log(INFO, "mqtt connected to %s:%d%s" % (b["host"], b["port"], " (TLS)" if tls else ""))
         self._on_connect()
 
     def _down(self, why):
         if self.up:
-            log(WARN, "mqtt link down:", why)
+            log(WARN, "mqtt link down:", repr(why))
         self.up = False
-        if self._client and self._client.sock:
+        c = self._client
+        if c and c.sock:
             try:
-                self._client.sock.close()
+                c.sock.close()
             except OSError:
                 pass
+            c.sock = None
+        self._client = self._sock = None
+        gc.collect()
 
-    def publish(self, topic, msg):
+    def publish(self, topic, msg, retain=False):
         """Send a QoS 0 message; False when the link is down (the caller drops it, never queues)."""
         if not self.up:
             return False
         try:
-            self._client.publish(topic, msg)
-        except (OSError, MQTTException) as e:
+            self._client.publish(topic, msg, retain)
+        except _ERRORS as e:
             self._down(e)
             return False
-        self._last_tx = time.ticks_ms()
         return True
 
-    async def run(self):
-        """Keep the link up and deliver incoming messages, forever."""
+    def _service(self):
+        c = self._client
+        for _ in range(_BURST):
+            seen = self.received
+            c.check_msg()
+            if not self.up or self.received == seen:
+                break
+        now = time.ticks_ms()
+        half = self._broker["keepalive"] * 500
+        quiet = time.ticks_diff(now, self._sock.last_rx)
+        if quiet > 3 * half:
+            raise OSError("no traffic from the broker for %d ms" % quiet)
+        if time.ticks_diff(now, self._last_ping) > half:
+            c.ping()  # its PINGRESP refreshes last_rx, and the broker sees us alive
+            self._last_ping = now
+
+    async def run(self, beat):
+        """Keep the link up and deliver incoming messages, forever; beat() after each turn."""
         backoff = _BACKOFF_MIN_MS
         while True:
+            beat()
             if not self.up:
                 try:
                     self._connect()
                     backoff = _BACKOFF_MIN_MS
-                except (OSError, MQTTException, IndexError) as e:
+                except _ERRORS as e:
                     self._down(e)
-                    await asyncio.sleep_ms(backoff)
+                    await asyncio.sleep_ms(backoff + random.getrandbits(16) % (backoff // 4 + 1))
                     backoff = min(2 * backoff, _BACKOFF_MAX_MS)
                 continue
             try:
-                for _ in range(_BURST):
-                    seen = self.received
-                    self._client.check_msg()
-                    if self.received == seen:
-                        break
-                if time.ticks_diff(time.ticks_ms(), self._last_tx) > self._broker["keepalive"] * 500:
-                    self._client.ping()
-                    self._last_tx = time.ticks_ms()
-            except (OSError, MQTTException, IndexError) as e:
+                self._service()
+            except _ERRORS as e:
                 self._down(e)
             await asyncio.sleep_ms(_SERVICE_MS)

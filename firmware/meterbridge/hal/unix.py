@@ -1,5 +1,6 @@
 """Unix port HAL: a serial device path (pty or USB-RS485 adapter), a storage directory, the host clock."""
 
+import _thread
 import os
 import sys
 import termios
@@ -101,6 +102,30 @@ def epoch_ms():
 
 def gmtime(seconds):
     return time.gmtime(seconds)
+
+
+class Watchdog:
+    """machine.WDT's contract on unix: if feed() stops for timeout_ms, the process ends (a board resets).
+
+    A thread watches, so a loop blocked in a system call is caught too.
+    """
+
+    def __init__(self, timeout_ms):
+        self._timeout = timeout_ms
+        self._last = time.ticks_ms()
+        _thread.start_new_thread(self._watch, ())
+
+    def feed(self):
+        self._last = time.ticks_ms()
+
+    def _watch(self):
+        while True:
+            time.sleep_ms(self._timeout // 8 + 1)
+            quiet = time.ticks_diff(time.ticks_ms(), self._last)
+            if quiet > self._timeout:
+                print("[meterbridge] fatal: watchdog expired after %d ms without feed; ending the process "
+                      "(a board would reset)" % quiet, file=sys.stderr)
+                os.system("kill -9 $PPID")  # the shell's parent is this process; no os.kill on the unix port
 
 
 def config_path():
