@@ -55,7 +55,8 @@ class App:
                 master = Master(bus, m["baud"], bits, m["timeout_ms"], m["retries"])
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
-            tx = Transactions(Journal(storage, m["module_id"]), prof.name, hal.epoch_ms)
+            tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof.name, hal.epoch_ms,
+                                        hal.profiles_dir() + "/" + m["profile"] + ".json", master, m["slave"])
             mod = Module(Meter(m, prof, master), topics, tx)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():
@@ -68,16 +69,28 @@ class App:
                              cfg["broker"]["max_payload"])
 
     def _on_connect(self):
-        pass  # signing meters publish their public key here
+        for mod in self.modules:
+            mod.tx.key_due = mod.tx.signs  # _requests publishes it, read from the meter first if need be
+        self._wake.set()
 
-    def _on_message(self, topic, msg):
+    def _on_message(self, topic, msg, oversize):
         route = self._routes.get(topic)
         if route is None:
             return
         mod, kind = route
         try:
+            if oversize:
+                raise RequestError(kind != HEARTBEAT and everest_link.scan_reply_to(msg),
+                                   "request of %d bytes is over broker.max_payload" % oversize)
             reply_to, payload = everest_link.parse(kind, msg)
-        except RequestError as e:
+        except MemoryError:
+            gc.collect()
+            e = RequestError(kind != HEARTBEAT and everest_link.scan_reply_to(msg), "request too large for free RAM")
+        except RequestError as err:
+            e = err
+        else:
+            e = None
+        if e:
             log.log(log.WARN, mod.meter.module_id, "bad request:", e)
             if e.reply_to:
                 self.link.publish(mod.topics.reply(e.reply_to), everest_link.reply("UNEXPECTED_ERROR", str(e)))
@@ -98,16 +111,23 @@ class App:
             try:
                 await asyncio.wait_for_ms(self._wake.wait(), _IDLE_BEAT_MS)
             except asyncio.TimeoutError:
-                continue
+                pass  # idle: a public key still due is tried again below
             self._wake.clear()
             while self._queue:
                 mod, kind, reply_to, payload = self._queue.pop(0)
-                if kind == START:
-                    text = await mod.tx.start(payload)
-                else:
-                    text = await mod.tx.stop(payload)
+                try:
+                    if kind == START:
+                        text = await mod.tx.start(payload)
+                    else:
+                        text = await mod.tx.stop(payload)
+                except MemoryError:
+                    gc.collect()
+                    text = everest_link.reply("UNEXPECTED_ERROR", "out of memory handling the request")
                 if reply_to:
                     self.link.publish(mod.topics.reply(reply_to), text)
+            for mod in self.modules:  # not while the meter fails: a try would hold the bus for its timeouts
+                if mod.tx.key_due and not mod.meter.failures and await mod.tx.fetch_key():
+                    mod.tx.key_due = not self.link.publish(mod.topics.public_key, '"%s"' % mod.tx.public_key)
 
     async def _poll(self, mod):
         meter = mod.meter
@@ -116,8 +136,12 @@ class App:
         while True:
             t0 = time.ticks_ms()
             self.supervisor.beat(name)
-            if await meter.poll():
-                self._publish_values(mod, out)
+            try:
+                if await meter.poll():
+                    self._publish_values(mod, out)
+            except MemoryError:
+                gc.collect()  # this cycle is lost, never half-published; the next one starts clean
+                log.log(log.ERROR, meter.module_id, "out of memory in a poll cycle")
             spent = time.ticks_diff(time.ticks_ms(), t0)
             await asyncio.sleep_ms(max(meter.period_ms - spent, 0))
 

@@ -44,7 +44,7 @@ def _broker(d):
         "username": d.get("username"),
         "password": d.get("password"),
         "tls": _tls(d.get("tls"), w + "tls"),
-        "max_payload": _int(d, "max_payload", w, 4096, 256, 65536),
+        "max_payload": _int(d, "max_payload", w, 2048, 256, 16384),
     }
     _check("+" not in b["prefix"] and "#" not in b["prefix"], w + "prefix", "must not contain '+' or '#'")
     _check(all(c in _MQTT_ID_CHARS for c in b["client_id"]), w + "client_id", "use letters, digits, '_' and '-'")

@@ -12,6 +12,10 @@ from micropython import const
 
 _API = "everest_api/1/powermeter/"
 _MAX_REPLY_TOPIC = const(200)
+_MAX_ID = const(64)  # transaction ids are UUIDs (OCPP 2.0.1 transactionId: string[36])
+_MAX_TEXT = const(255)  # identification data and tariff text (OCMF TT: 0..250 characters)
+_ECHO = const(40)  # at most this much of a bad value is quoted back
+_MAX_DEPTH = const(6)  # EVerest's requests nest 3 deep; deeper JSON is refused before it is parsed
 START = const(1)
 STOP = const(2)
 HEARTBEAT = const(3)
@@ -50,28 +54,64 @@ class Topics:
         return (self.prefix + reply_to).encode()
 
 
-def _scan_reply_to(msg):
+def _find(msg, pattern, start):
+    """msg.find for a memoryview, which has no find."""
+    first = pattern[0]
+    n = len(pattern)
+    for i in range(start, len(msg) - n + 1):
+        if msg[i] == first and bytes(msg[i : i + n]) == pattern:
+            return i
+    return -1
+
+
+def scan_reply_to(msg):
     """replyTo from a message that is not valid JSON, if one is plainly there."""
-    i = msg.find(b'"replyTo"')
+    i = _find(msg, b'"replyTo"', 0)
     if i < 0:
         return None
-    i = msg.find(b'"', msg.find(b":", i) + 1)
-    j = msg.find(b'"', i + 1)
-    if i < 0 or j < 0:
+    i = _find(msg, b'"', _find(msg, b":", i) + 1)
+    j = _find(msg, b'"', i + 1)
+    if i < 0 or j < 0 or j - i > _MAX_REPLY_TOPIC:
         return None
     try:
-        t = msg[i + 1 : j].decode()
+        t = bytes(msg[i + 1 : j]).decode()
     except UnicodeError:
         return None
     return t if valid_reply_to(t) else None
 
 
+def _depth(msg):
+    """How deep [ and { nest outside strings (parsing deep JSON would need RAM for every level)."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for c in msg:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c == 0x5B or c == 0x7B:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif c == 0x5D or c == 0x7D:
+            depth -= 1
+    return deepest
+
+
 def parse(kind, msg):
     """Return (reply_to, payload) of a request, payload checked for its kind; RequestError otherwise."""
+    answer = kind != HEARTBEAT  # heartbeats are never answered, not even with an error
+    if _depth(msg) > _MAX_DEPTH:
+        raise RequestError(answer and scan_reply_to(msg), "request nests deeper than %d levels" % _MAX_DEPTH)
     try:
         doc = json.loads(msg)
     except (ValueError, UnicodeError):
-        raise RequestError(_scan_reply_to(msg), "request is not valid JSON") from None
+        raise RequestError(answer and scan_reply_to(msg), "request is not valid JSON") from None
     if kind == HEARTBEAT:
         if type(doc) is not int or doc < 0:
             raise RequestError(None, "heartbeat must be a non-negative integer")
@@ -81,7 +121,7 @@ def parse(kind, msg):
     headers = doc.get("headers")
     reply_to = headers.get("replyTo") if isinstance(headers, dict) else None
     if reply_to is not None and not valid_reply_to(reply_to):
-        raise RequestError(None, "replyTo %r refused" % (reply_to,))
+        raise RequestError(None, "replyTo %s refused" % _quote(reply_to))
     if "payload" not in doc:
         raise RequestError(reply_to, "request has no payload")
     payload = doc["payload"]
@@ -90,20 +130,35 @@ def parse(kind, msg):
     return reply_to, _stop(reply_to, payload)
 
 
+def _quote(v):
+    """A bad value, quoted short enough to go into an error text."""
+    s = repr(v)
+    return s if len(s) <= _ECHO else s[:_ECHO] + "..."
+
+
+def _text(reply_to, p, key, limit, required=True):
+    v = p.get(key)
+    if v is None and not required:
+        return
+    if not isinstance(v, str):
+        raise RequestError(reply_to, "payload.%s: must be a string" % key)
+    if len(v) > limit:
+        raise RequestError(reply_to, "payload.%s: longer than %d characters" % (key, limit))
+
+
 def _start(reply_to, p):
     if not isinstance(p, dict):
         raise RequestError(reply_to, "payload must be a StartTransactionRequest object")
-    for key in ("evse_id", "transaction_id", "identification_status", "identification_type"):
-        if not isinstance(p.get(key), str):
-            raise RequestError(reply_to, "payload.%s: must be a string" % key)
+    _text(reply_to, p, "transaction_id", _MAX_ID)
     if not p["transaction_id"]:
         raise RequestError(reply_to, "payload.transaction_id: must not be empty")
-    flags = p.get("identification_flags", [])
-    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
-        raise RequestError(reply_to, "payload.identification_flags: must be a list of strings")
+    for key in ("evse_id", "identification_status", "identification_type"):
+        _text(reply_to, p, key, _MAX_TEXT)
     for key in ("identification_level", "identification_data", "tariff_text"):
-        if key in p and not isinstance(p[key], str):
-            raise RequestError(reply_to, "payload.%s: must be a string" % key)
+        _text(reply_to, p, key, _MAX_TEXT, False)
+    flags = p.get("identification_flags", [])
+    if not isinstance(flags, list) or len(flags) > 4 or not all(isinstance(f, str) for f in flags):
+        raise RequestError(reply_to, "payload.identification_flags: must be a list of up to 4 strings")  # OCMF IF 0..4
     return p
 
 
@@ -112,6 +167,8 @@ def _stop(reply_to, p):
         p = p.get("transaction_id")
     if not isinstance(p, str):
         raise RequestError(reply_to, "payload must be a transaction id string or {\"transaction_id\": string}")
+    if len(p) > _MAX_ID:
+        raise RequestError(reply_to, "transaction id longer than %d characters" % _MAX_ID)
     return p
 
 

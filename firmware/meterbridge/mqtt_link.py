@@ -14,7 +14,7 @@ import umqtt.simple
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
-from .log import INFO, WARN, log
+from .log import DEBUG, INFO, WARN, log
 from .mqtt_socket import BoundedSocket, SocketFactory
 
 _BACKOFF_MIN_MS = const(200)
@@ -36,10 +36,11 @@ class MqttLink:
         self._on_message = on_message
         self._on_connect = on_connect
         self._cap = max_payload
+        self._rx = bytearray(max_payload)  # once: a fragmented heap may not find it again later
         self.status_topic = ("meterbridge/%s/status" % broker["client_id"]).encode()
         self.up = False
         self.connects = 0
-        self.refused = 0  # messages dropped for their size
+        self.refused = 0  # messages refused for their size; on_message gets only their head
         self.received = 0
         self._client = None
         self._sock = None
@@ -54,12 +55,13 @@ class MqttLink:
 
     def _deliver(self, topic, msg):
         self.received += 1
-        if self._sock.refused:
+        oversize = self._sock.refused
+        if oversize:
             self.refused += 1
-            log(WARN, "refused a message of %d bytes (cap %d)" % (self._sock.refused, self._cap))
             self._sock.refused = 0
-            return
-        self._on_message(topic, msg)
+        if type(topic) is not bytes:
+            topic = bytes(topic)  # a topic longer than BoundedSocket's small reads
+        self._on_message(topic, msg, oversize)
 
     def _connect(self):
         b = self._broker
@@ -75,7 +77,7 @@ class MqttLink:
             raw.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)  # umqtt writes one packet in several pieces
         except OSError:
             pass  # not every stack has it
-        self._sock = c.sock = BoundedSocket(c.sock, raw, _SOCKET_TIMEOUT_S, self._cap)
+        self._sock = c.sock = BoundedSocket(c.sock, raw, _SOCKET_TIMEOUT_S, self._rx)
         for topic in self._subs:
             c.subscribe(topic)
         c.publish(self.status_topic, b"online", retain=True)
@@ -136,6 +138,8 @@ class MqttLink:
                     self._connect()
                     backoff = _BACKOFF_MIN_MS
                 except _ERRORS as e:
+                    # the first failure in a row is a warning, the retries every 2 s are not news
+                    log(WARN if backoff == _BACKOFF_MIN_MS else DEBUG, "mqtt connect failed:", repr(e))
                     self._down(e)
                     await asyncio.sleep_ms(backoff + random.getrandbits(16) % (backoff // 4 + 1))
                     backoff = min(2 * backoff, _BACKOFF_MAX_MS)

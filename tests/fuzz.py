@@ -1,0 +1,56 @@
+"""Malformed EVerest requests: random bytes, wrong JSON types, deep nesting, huge strings, odd replyTo."""
+
+import json
+import random
+
+BAD_REPLY_TOS = ["evil/topic", "everest_api/+/x", "everest_api/#", "#", "", None, 42, ["x"], {"a": 1},
+                 "everest_api/" + "x" * 300, "/everest_api/x"]
+_VALUES = [None, True, 0, -1, 1.5, 1e308, "", "x" * 50, [], {}, [1, [2, [3]]], {"transaction_id": 7}]
+
+
+def _payload(rng):
+    choice = rng.randrange(6)
+    if choice == 0:
+        return rng.choice(_VALUES)
+    if choice == 1:
+        keys = ["evse_id", "transaction_id", "identification_status", "identification_type",
+                "identification_flags", "identification_data", "tariff_text", "unknown_field"]
+        return {k: rng.choice(_VALUES) for k in rng.sample(keys, rng.randrange(1, 8))}
+    if choice == 2:
+        deep = "x"
+        for _ in range(rng.randrange(10, 200)):
+            deep = [deep] if rng.random() < 0.5 else {"k": deep}
+        return deep
+    if choice == 3:
+        return {"transaction_id": "t" * rng.randrange(100, 3000)}
+    if choice == 4:
+        return f"t-{rng.randrange(1000)}"
+    return {"evse_id": "1", "transaction_id": f"fz-{rng.randrange(1000)}",
+            "identification_status": "ASSIGNED", "identification_flags": rng.choice([[], [1], "x"]),
+            "identification_type": "NONE", "extra": [1] * 5}
+
+
+def message(rng, good_reply_to):
+    """(bytes, reply_to or None when no reply may be sent to it)."""
+    kind = rng.randrange(5)
+    if kind == 0:
+        return bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 300))), None
+    if kind == 1:
+        reply_to = rng.choice(BAD_REPLY_TOS)
+        return json.dumps({"headers": {"replyTo": reply_to}, "payload": _payload(rng)}).encode(), None
+    if kind == 2:
+        return json.dumps({"payload": _payload(rng)}).encode(), None
+    if kind == 3:
+        return json.dumps(rng.choice([[], "x", 5, None, {"headers": 5}, {"headers": {"replyTo": 5}}])).encode(), None
+    body = json.dumps({"headers": {"replyTo": good_reply_to}, "payload": _payload(rng)}).encode()
+    if rng.random() < 0.2:
+        body = body[: rng.randrange(1, len(body))]  # cut short: not JSON, replyTo may survive
+        if f'"{good_reply_to}"'.encode() not in body:
+            return body, None
+    return body, good_reply_to
+
+
+def stream(seed, count, good_reply_to):
+    rng = random.Random(seed)
+    for i in range(count):
+        yield message(rng, f"{good_reply_to}/{i}")
