@@ -2,37 +2,15 @@
 
 import os
 import subprocess
-import threading
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import Bridge, flatten, wait_until
+from conftest import flatten, wait_until
 from fuzz import stream
-from meterbridge import build, paths, procs
-
-
-class Recorder:
-    """Every message on the broker, with receive times: the view of a wiretap."""
-
-    def __init__(self, port, topic="#"):
-        self.msgs = []
-        self._ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe(topic)
-        self.client.on_subscribe = lambda *_: self._ready.set()
-        self.client.on_message = lambda c, u, m: self.msgs.append((time.monotonic(), m.topic, bytes(m.payload)))
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._ready.wait(5)
-
-    def topics(self, prefix=""):
-        return [t for _, t, _ in self.msgs if t.startswith(prefix)]
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+from meterbridge import build, paths
+from restarts import Recorder, restart_delays
 
 
 @pytest.mark.parametrize("mode", ["task", "loop"])
@@ -50,29 +28,9 @@ def test_watchdog_ends_a_stalled_firmware(mode):
 
 
 def test_broker_restarts(tmp_path):
-    port = procs.free_port()
-    broker = procs.start_mosquitto(port, tmp_path)
-    b = Bridge(tmp_path / "b", port)
-    b.dir.mkdir()
-    b.start()
-    delays = []
-    try:
-        for _ in range(10):
-            procs.stop(broker)
-            time.sleep(0.3)
-            broker = procs.start_mosquitto(port, tmp_path)
-            back = time.monotonic()
-            rec = Recorder(port, "everest_api/1/powermeter/pm1/m2e/powermeter_values")
-            try:
-                assert wait_until(lambda: rec.msgs, 10), b.firmware_log()
-                delays.append(rec.msgs[0][0] - back)
-            finally:
-                rec.close()
-        assert b.alive()
-        assert max(delays) < 5.0, delays
-    finally:
-        b.stop()
-        procs.stop(broker)
+    delays, alive = restart_delays(tmp_path, 10)
+    assert alive
+    assert len(delays) == 10 and max(delays) < 5.0, delays
 
 
 @pytest.mark.parametrize("faults", [

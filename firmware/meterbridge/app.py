@@ -19,11 +19,11 @@ from .transactions import Transactions
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
 _JSON_BASE = const(128)  # timestamp, meter_id and braces of one Powermeter message
 _JSON_PER_FIELD = const(64)  # one "key":number; an exact float32 energy has up to ~30 digits
-_QUEUE = const(8)
+_QUEUE = const(8)  # pending requests at most; more are dropped and counted
 _IDLE_BEAT_MS = const(1000)  # an idle request task still shows it is alive this often
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _REQUEST_DEADLINE_MS = const(30000)  # a signing meter may take ~15 s to close its transaction
-_SLACK_MS = const(1000)  # pending requests at most; more are dropped and counted
+_SLACK_MS = const(1000)
 _LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
 
@@ -56,7 +56,7 @@ class App:
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
             tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof.name, hal.epoch_ms,
-                                        hal.profiles_dir() + "/" + m["profile"] + ".json", master, m["slave"])
+                                        profile_path(m["profile"]), master, m["slave"])
             mod = Module(Meter(m, prof, master), topics, tx)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():
@@ -64,6 +64,7 @@ class App:
         self._queue = []
         self.dropped = 0
         self._wake = asyncio.Event()
+        self.heap_min = gc.mem_free()
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
         self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect,
                              cfg["broker"]["max_payload"])
@@ -160,12 +161,26 @@ class App:
             self.link.publish(mod.topics.values, out.mv[: out.n])
 
     async def _checks(self):
+        every = self.cfg["heap_log_s"] * 1000 // _CHECK_MS
+        n = 0
         while True:
+            n += 1
+            if n % every == 0:
+                self._heap_report()
             self.supervisor.beat("checks")
             for mod in self.modules:
                 if mod.meter.fresh():
                     self.link.publish(mod.topics.check, b"true")
             await asyncio.sleep_ms(_CHECK_MS)
+
+    def _heap_report(self):
+        """Debug line with the live heap: free after a collection, and its lowest value so far."""
+        gc.collect()
+        free = gc.mem_free()
+        if free < self.heap_min:
+            self.heap_min = free
+        log.log(log.DEBUG, "heap free %d floor %d cycles %d" % (free, self.heap_min,
+                                                                sum(m.meter.cycles for m in self.modules)))
 
     def _watch_tasks(self):
         """Each task's longest honest silence: its period plus every wait it may be stuck in."""
@@ -187,6 +202,11 @@ class App:
         await asyncio.gather(*[asyncio.create_task(t) for t in tasks])
 
 
+def profile_path(name):
+    """A profile name from profiles/, or a path to a profile file of one's own."""
+    return name if "/" in name else hal.profiles_dir() + "/" + name + ".json"
+
+
 def _load():
     """Config and profiles; the modules that check them are dropped from RAM afterwards."""
     from . import config, profile
@@ -196,7 +216,7 @@ def _load():
     except config.ConfigError as e:
         hal.fatal("config: " + str(e))
     try:
-        profiles = [profile.load(hal.profiles_dir() + "/" + m["profile"] + ".json", m["baud"], m["parity"])
+        profiles = [profile.load(profile_path(m["profile"]), m["baud"], m["parity"])
                     for m in cfg["meters"]]
     except profile.ProfileError as e:
         hal.fatal("profile: " + str(e))
@@ -215,6 +235,7 @@ def _forget(*names):
 def main():
     cfg, profiles = _load()
     _forget("config", "profile", "planner")
+    gc.collect()  # before the long-lived buffers are allocated, so they find contiguous room
     log.level = _LEVELS[cfg["log_level"]]
     hal.start_network(cfg)
     try:

@@ -44,7 +44,7 @@ def _broker(d):
         "username": d.get("username"),
         "password": d.get("password"),
         "tls": _tls(d.get("tls"), w + "tls"),
-        "max_payload": _int(d, "max_payload", w, 2048, 256, 16384),
+        "max_payload": _int(d, "max_payload", w, 1024, 256, 16384),
     }
     _check("+" not in b["prefix"] and "#" not in b["prefix"], w + "prefix", "must not contain '+' or '#'")
     _check(all(c in _MQTT_ID_CHARS for c in b["client_id"]), w + "client_id", "use letters, digits, '_' and '-'")
@@ -80,7 +80,7 @@ def _meter(d, i, supported_baud):
         "slave": _int(d, "slave", w, 1, 1, 247),  # Modbus over serial line v1.02, 2.2: 1..247
         "baud": _int(d, "baud", w, 9600, 1200, 230400),
         "parity": d.get("parity", "N"),
-        "period_ms": _int(d, "period_ms", w, 1000, 100, 3600000),
+        "period_ms": _int(d, "period_ms", w, 1000, 10, 3600000),
         "timeout_ms": _int(d, "timeout_ms", w, 300, 20, 5000),
         "retries": _int(d, "retries", w, 1, 0, 5),
         "uart": d.get("uart"),
@@ -155,6 +155,7 @@ def parse(doc, supported_baud=lambda b: True):
         "storage": _str(doc, "storage", "", "meterbridge-state"),
         "log_level": doc.get("log_level", "info"),
         "watchdog_ms": _int(doc, "watchdog_ms", "", 20000, 5000, 120000),
+        "heap_log_s": _int(doc, "heap_log_s", "", 60, 1, 3600),
     }
     ids = [m["module_id"] for m in cfg["meters"]]
     for i, mid in enumerate(ids):

@@ -27,6 +27,7 @@ class Meter:
         self.failures = 0
         self.last_ok = None  # ticks_ms of the last complete cycle
         self.last_error = None
+        self.cycles = 0  # poll cycles attempted, for the debug heap line and soak tests
 
     def fresh(self):
         """True while the meter answers: online, and its last complete cycle is recent."""
@@ -37,6 +38,7 @@ class Meter:
     async def poll(self):
         """Read the whole plan; True when every read succeeded and values hold a fresh dataset."""
         p = self.profile
+        self.cycles += 1
         try:
             for i, (addr, count) in enumerate(p.reads):
                 await self.master.read(self.slave, p.fc, addr, count)

@@ -1,8 +1,11 @@
-"""Start/stop transactions for a meter that cannot sign: tracked in the journal, answered NOT_SUPPORTED.
+"""Start/stop transactions: a meter that cannot sign is tracked in the journal and answered NOT_SUPPORTED.
 
 NOT_SUPPORTED is what EVerest's own drivers answer for meters without OCMF: EvseManager then
-charges on without signed values, where UNEXPECTED_ERROR would block the session.
+charges on without signed values, where UNEXPECTED_ERROR would block the session. A meter whose
+profile has an "ocmf" section gets ocmf.session's SignedTransactions instead, imported only then.
 """
+
+import json
 
 from .everest_link import reply
 
@@ -11,12 +14,31 @@ _NOT_SUPPORTED = "NOT_SUPPORTED"
 
 
 class Transactions:
-    """Transaction bookkeeping of one meter."""
+    """Transaction bookkeeping of one meter that cannot sign."""
+
+    signs = False
+    public_key = None
+    key_due = False
+
+    @staticmethod
+    def for_meter(journal, profile_name, clock, profile_path, master, slave):
+        """The transactions of a meter: signed ones when its profile file has an "ocmf" section."""
+        with open(profile_path) as f:
+            spec = json.load(f).get("ocmf")
+        if spec is None:
+            return Transactions(journal, profile_name, clock)
+        from .ocmf.session import SignedTransactions
+
+        return SignedTransactions(journal, clock, spec, master, slave)
 
     def __init__(self, journal, profile_name, clock):
         self.journal = journal
         self._why = "meter %s cannot sign; charging may continue without signed values" % profile_name
         self._clock = clock
+
+    async def fetch_key(self):
+        """A meter that cannot sign has no OCMF public key."""
+        return False
 
     async def start(self, req):
         tid = req["transaction_id"]

@@ -33,29 +33,28 @@ class Master:
 
     async def read(self, slave, fc, addr, count):
         """Read count registers; the bytes are in data() until the next transaction."""
-        n = rtu.encode_read(self._req, slave, fc, addr, count)
-        await self._transact(n)
+        async with self.lock:  # the request buffer is shared by every meter on the bus
+            await self._transact(rtu.encode_read(self._req, slave, fc, addr, count))
 
     async def write(self, slave, addr, words):
         """Write words to holding registers (FC6 for one, FC16 for several)."""
-        n = rtu.encode_write(self._req, slave, addr, words)
-        await self._transact(n)
+        async with self.lock:
+            await self._transact(rtu.encode_write(self._req, slave, addr, words))
 
     async def _transact(self, n):
-        async with self.lock:
-            self.stats[0] += 1
-            tries = self.retries + 1
-            while True:
-                tries -= 1
-                try:
-                    return await self._once(n)
-                except rtu.ModbusExceptionReply:
+        self.stats[0] += 1
+        tries = self.retries + 1
+        while True:
+            tries -= 1
+            try:
+                return await self._once(n)
+            except rtu.ModbusExceptionReply:
+                raise
+            except rtu.ModbusError:
+                if not tries:
+                    self.stats[2] += 1
                     raise
-                except rtu.ModbusError:
-                    if not tries:
-                        self.stats[2] += 1
-                        raise
-                    self.stats[1] += 1
+                self.stats[1] += 1
 
     async def _once(self, n):
         req = self._req

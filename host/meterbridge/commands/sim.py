@@ -3,6 +3,7 @@
 import argparse
 import math
 import random
+import sys
 
 import serial
 
@@ -12,6 +13,7 @@ from ..sim.control import Control
 from ..sim.faults import Faults
 from ..sim.link import PtyLink, SerialLink
 from ..sim.meter import Meter
+from ..sim.ocmf import load_key, public_hex
 from ..sim.server import Server
 from ..sim.truth import TruthLog
 
@@ -47,6 +49,13 @@ faults:
   --silent-after 5 --silent-for 3 --silent-every 20   silent 5-8 s after start, 25-28 s, 45-48 s, ...
   Rates are per reply and drawn independently (--seed makes them repeatable).
 
+signing meters:
+  A profile with an "ocmf" section (iskra_wm3m4c) also serves that OCMF register interface: the
+  firmware's start and stop commands make a real OCMF record of the transaction, signed with a
+  P-256 key (--key, else a new one per run, shared by all signing meters on the line). The public
+  key (hex DER SubjectPublicKeyInfo) is printed to stderr and written to --pubkey-out; each
+  transaction's begin and end readings are printed to stderr as they happen.
+
 signals:
   SIGUSR1 toggles silence (the meters stop answering, then answer again on the next SIGUSR1).
   SIGTERM and SIGINT exit with status 0 and remove the --link symlink.
@@ -76,6 +85,9 @@ def add_arguments(parser):
     values.add_argument("--update-ms", type=float, default=1000.0, metavar="MS",
                         help="value update period (1000)")
     values.add_argument("--seed", type=int, help="random seed for values and faults")
+    signing = parser.add_argument_group("signing meters")
+    signing.add_argument("--key", metavar="FILE", help="P-256 private key (PEM) of the signing meters")
+    signing.add_argument("--pubkey-out", metavar="FILE", help="write their public key (hex DER) to FILE")
     faults = parser.add_argument_group("faults")
     faults.add_argument("--silent-after", type=float, metavar="S",
                         help="stop answering S seconds after start")
@@ -97,17 +109,23 @@ def run(args):
     rng = random.Random(args.seed)
     fault_rng = random.Random(rng.getrandbits(64))  # traffic does not change the values a seed gives
     meters, profiles = {}, []
+    try:
+        key = load_key(args.key)
+    except (OSError, ValueError, TypeError) as e:
+        raise CommandError(f"--key: {e}") from e
     for ref, slave in _meter_specs(args):
         try:
             profile = load_profile(ref)
             slave = profile.get("defaults", {}).get("slave", 1) if slave is None else slave
-            meter = Meter(profile, rng)
+            meter = Meter(profile, rng, key)
         except (ProfileError, ValueError, ArithmeticError) as e:
             raise CommandError(e) from e
         if not 1 <= slave <= 247 or slave in meters:
             raise CommandError(f"slave id {slave}: must be 1..247 and used once")
         meters[slave] = meter
         profiles.append(profile)
+    if any(meter.ocmf for meter in meters.values()):
+        _announce_key(public_hex(key), args.pubkey_out)
     defaults = profiles[0].get("defaults", {})
     baud = args.baud or defaults.get("baud") or 9600
     parity = args.parity or defaults.get("parity") or "N"
@@ -130,6 +148,14 @@ def run(args):
     finally:
         truth.close()
     return 0
+
+
+def _announce_key(key_hex, path):
+    """Print the signing meters' public key and write it to path (if given)."""
+    print(f"sim: OCMF public key {key_hex}", file=sys.stderr, flush=True)
+    if path:
+        with open(path, "w") as f:
+            f.write(key_hex + "\n")
 
 
 def _meter_specs(args):

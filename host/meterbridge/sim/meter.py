@@ -1,5 +1,6 @@
 """One simulated meter: a profile's register table fed by its own installation model."""
 
+from .ocmf import IskraOcmf
 from .physics import ThreePhase
 from .table import RegisterTable
 
@@ -7,7 +8,7 @@ from .table import RegisterTable
 class Meter:
     """A slave on the line: profile name, installation model, and the registers it serves."""
 
-    def __init__(self, profile, rng):
+    def __init__(self, profile, rng, key=None):
         self.name = profile.get("name", "meter")
         self.model = ThreePhase(rng)
         unknown = sorted(profile["fields"].keys() - self.model.values().keys())
@@ -15,6 +16,7 @@ class Meter:
             raise ValueError(f"profile {self.name}: the simulator has no value for {', '.join(unknown)}")
         self.table = RegisterTable(profile)
         self.table.load(self.model.values())
+        self.ocmf = IskraOcmf(self.table, profile["ocmf"], key) if "ocmf" in profile else None
 
     def advance(self, dt):
         """Let dt seconds pass and serve the new values."""

@@ -16,6 +16,7 @@ class RegisterTable:
         self._holes = [tuple(hole) for hole in profile.get("holes", [])]
         self.max_read = profile.get("max_read", MAX_READ)
         self._words = {}
+        self.on_write = None  # on_write(address, words) after each write: a signing meter's commands
 
     def load(self, values):
         """Encode each profile field's physical value (path -> number) into the registers."""
@@ -48,6 +49,8 @@ class RegisterTable:
         if self._refused(address, len(words)):
             return ILLEGAL_ADDRESS
         self._put(address, words)
+        if self.on_write:
+            self.on_write(address, words)
         return 0
 
     def _refused(self, address, count):

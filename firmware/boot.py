@@ -1,0 +1,92 @@
+"""Board start-up: stay in the REPL (safe mode) when asked or after a crash loop, else let main.py run.
+
+Safe mode raises SafeMode here, and MicroPython skips main.py when boot.py fails, so the REPL stays
+free for mpremote. It is entered when:
+- the file `safemode` exists (`meterbridge deploy` sets it while copying; remove it by hand otherwise),
+- the app started _MAX_STARTS times without a healthy minute in between (the HAL counts starts in
+  `starts` and its Watchdog clears them); a power-on clears the count, and safe mode does too,
+  so the next reset tries again,
+- the board's button (board.json) is held while the board starts.
+This file is self-contained on purpose: it must work even when the meterbridge package is broken.
+"""
+
+import json
+import os
+import time
+
+import machine
+from micropython import const
+
+_SAFE_FLAG = "safemode"
+_STARTS = "starts"  # written by meterbridge/hal/esp32.py
+_MAX_STARTS = const(3)
+_WINDOW_MS = const(1000)  # how long the button is watched for
+
+
+class SafeMode(Exception):
+    """The bridge is not started; the REPL is free."""
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # not there
+
+
+def _starts():
+    try:
+        with open(_STARTS) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
+def _board():
+    try:
+        with open("board.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _button_held(board):
+    """Watch the board's button for _WINDOW_MS; True if it was pressed."""
+    button = board.get("button")
+    if not button:
+        return False
+    Pin = machine.Pin
+    pin = Pin(button["pin"], Pin.IN, Pin.PULL_UP if button.get("pull") else None)
+    deadline = time.ticks_add(time.ticks_ms(), _WINDOW_MS)
+    while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        if pin.value() == button["active"]:
+            return True
+        time.sleep_ms(20)
+    return False
+
+
+def _reason():
+    """Why to stay in safe mode, or None to run the bridge."""
+    try:
+        os.stat(_SAFE_FLAG)
+        return "the file " + _SAFE_FLAG + " exists"
+    except OSError:
+        pass
+    if machine.reset_cause() == machine.PWRON_RESET:
+        _remove(_STARTS)
+    n = _starts()
+    if n >= _MAX_STARTS:
+        _remove(_STARTS)
+        return "%d starts in a row ended in a reset" % n
+    if _button_held(_board()):
+        return "the button was held"
+    return None
+
+
+try:
+    _why = _reason()
+except Exception as e:  # a fault in this guard must not keep the bridge from starting
+    print("boot.py:", repr(e))
+    _why = None
+if _why:
+    raise SafeMode("safe mode, " + _why + ": the bridge is not started; fix it with mpremote, then reset")

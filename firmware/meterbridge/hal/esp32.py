@@ -1,0 +1,266 @@
+"""ESP32 HAL: UART with the RS-485 direction pin, Wi-Fi or Ethernet, NTP clock, watchdog, littlefs storage."""
+
+import asyncio
+import os
+import socket
+import time
+
+import machine
+import network
+import ntptime
+from micropython import const
+
+from ..log import ERROR, INFO, WARN, log
+
+PLATFORM = "esp32"
+
+_PARITY = {"N": None, "E": 0, "O": 1}  # machine.UART: parity None, 0 (even) or 1 (odd)
+_TXBUF = const(256)  # a whole request fits: write() returns while the frame goes out
+_RXBUF = const(512)  # two whole replies
+_YIELD_US = const(20000)  # shorter frames (a read request from 4800 baud up) are spun through, no yield
+_TAIL_US = const(5000)  # a longer frame yields, then spins through its end: another task could overrun it
+_SLACK_US = const(3000)  # txdone() stuck beyond the wire time: release DE anyway
+_VALID_YEAR = const(2025)  # an RTC before this has not been set (it starts at 2000 after power-on)
+_NTP_TIMEOUT_S = const(2)
+_NTP_RETRY_MS = const(30000)
+_NTP_REFRESH_MS = const(3600000)
+_HEALTHY_MS = const(60000)
+_STARTS = "starts"  # app starts not yet followed by a healthy minute; boot.py reads it (crash-loop guard)
+_EPOCH_S = 0 if time.gmtime(0)[0] == 1970 else 946684800  # ports with the 2000 epoch
+
+LINK_WAIT_MS = 20000  # start-up waits this long for the network, then goes on (the NIC keeps trying)
+_clock_valid = False
+_ntp_host = "pool.ntp.org"
+_ntp_ip = None  # resolved once: a dead DNS server must not block the event loop on every sync
+_nic = None
+
+
+class Bus:
+    """machine.UART plus the transceiver's DE/RE pin, driven high only while a frame is on the wire."""
+
+    def __init__(self, uart, baud, parity):
+        if not isinstance(uart, dict) or uart.get("id") is None:
+            raise OSError("uart: id, tx, rx (and de) are needed on a board")
+        # start + 8 data + stop, plus parity: what planner.char_bits assumes for the same line
+        self._char_us = (10 if parity == "N" else 11) * 1000000 // baud
+        self._uart = machine.UART(uart["id"], baudrate=baud, bits=8, parity=_PARITY[parity], stop=1,
+                                  tx=uart["tx"], rx=uart["rx"], txbuf=_TXBUF, rxbuf=_RXBUF, timeout=0,
+                                  timeout_char=0)
+        de = uart.get("de")
+        self._de = None if de is None else machine.Pin(de, machine.Pin.OUT, value=0)
+        self._txdone = getattr(self._uart, "txdone", None)  # MicroPython >= 1.20
+
+    async def send(self, buf, n):
+        """Drive the bus, write buf[:n], release it once the last stop bit has left."""
+        de = self._de
+        if de is None:  # auto-direction transceiver
+            self._uart.write(buf, n)
+            return
+        de.value(1)
+        self._uart.write(buf, n)
+        wire_us = n * self._char_us
+        end = time.ticks_add(time.ticks_us(), wire_us)
+        if wire_us > _YIELD_US:
+            await asyncio.sleep_ms((wire_us - _TAIL_US) // 1000)
+        self._wait_sent(end)
+        de.value(0)
+
+    def _wait_sent(self, end):
+        """Spin until the UART is idle (txdone), or past the computed wire time where txdone is missing."""
+        done = self._txdone
+        if done is None:
+            end = time.ticks_add(end, self._char_us // 10)  # one bit for the FIFO's start latency
+            while time.ticks_diff(end, time.ticks_us()) > 0:
+                pass
+            return
+        limit = time.ticks_add(end, _SLACK_US)
+        while not done() and time.ticks_diff(limit, time.ticks_us()) > 0:
+            pass
+
+    def readinto(self, mv):
+        """Read what has arrived into mv; 0 when nothing."""
+        return self._uart.readinto(mv) or 0
+
+    def close(self):
+        if self._de is not None:
+            self._de.value(0)
+        self._uart.deinit()
+
+
+def supported_baud(baud):
+    """The ESP32 UART divides its 80 MHz clock: anything up to 5 Mbaud."""
+    return 300 <= baud <= 5000000
+
+
+class Storage:
+    """Small files in a littlefs directory, replaced atomically (a new file renamed over the old)."""
+
+    def __init__(self, root):
+        self.root = root
+        try:
+            os.mkdir(root)
+        except OSError:
+            pass  # already there
+
+    def _path(self, name):
+        return self.root + "/" + name
+
+    def read(self, name):
+        try:
+            with open(self._path(name), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def write(self, name, data):
+        tmp = self._path(name + ".new")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.rename(tmp, self._path(name))  # littlefs replaces the old file atomically
+        except OSError:
+            os.remove(self._path(name))  # FAT refuses to rename over a file
+            os.rename(tmp, self._path(name))
+
+
+class Watchdog:
+    """machine.WDT; feeding it for a minute also marks this start healthy for boot.py's crash-loop guard."""
+
+    def __init__(self, timeout_ms, healthy_ms=_HEALTHY_MS):
+        self._wdt = machine.WDT(timeout=timeout_ms)
+        self._healthy_at = time.ticks_add(time.ticks_ms(), healthy_ms)
+        self._proven = False
+
+    def feed(self):
+        self._wdt.feed()
+        if not self._proven and time.ticks_diff(time.ticks_ms(), self._healthy_at) >= 0:
+            self._proven = True
+            _remove(_STARTS)
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # not there
+
+
+def _count_start():
+    """One more app start for boot.py to count; Watchdog clears it after a healthy minute."""
+    try:
+        with open(_STARTS) as f:
+            n = int(f.read())
+    except (OSError, ValueError):
+        n = 0
+    with open(_STARTS, "w") as f:
+        f.write(str(n + 1))
+
+
+def epoch_ms():
+    """Milliseconds since 1970-01-01 UTC, or None until NTP (or an RTC kept over a reset) set the clock."""
+    if not _clock_valid:
+        return None
+    return time.time_ns() // 1000000 + _EPOCH_S * 1000
+
+
+def gmtime(seconds):
+    return time.gmtime(seconds - _EPOCH_S)
+
+
+def sync_time():
+    """Set the RTC from NTP while the link is up (blocks up to ntptime.timeout); True once it is valid."""
+    global _clock_valid, _ntp_ip
+    if _nic is None or not _nic.isconnected():
+        return _clock_valid
+    try:
+        if _ntp_ip is None:
+            _ntp_ip = socket.getaddrinfo(_ntp_host, 123)[0][-1][0]
+        ntptime.host = _ntp_ip
+        ntptime.timeout = _NTP_TIMEOUT_S
+        ntptime.settime()
+    except (OSError, OverflowError, IndexError) as e:
+        log(WARN, "NTP", _ntp_host, "failed:", e)
+        return _clock_valid
+    _clock_valid = True
+    return True
+
+
+async def keep_time():
+    """Task: retry NTP until the clock is valid, then refresh it hourly against RTC drift."""
+    while True:
+        await asyncio.sleep_ms(_NTP_REFRESH_MS if _clock_valid else _NTP_RETRY_MS)
+        sync_time()
+
+
+def _lan(eth):
+    Pin = machine.Pin
+    kw = {"mdc": Pin(eth["mdc"]), "mdio": Pin(eth["mdio"]), "phy_addr": eth["phy_addr"],
+          "phy_type": getattr(network, "PHY_" + eth["phy_type"])}
+    if eth.get("power") is not None:
+        kw["power"] = Pin(eth["power"])
+    if eth.get("ref_clk") is not None:
+        kw["ref_clk"] = Pin(eth["ref_clk"])
+    if eth.get("ref_clk_mode"):
+        kw["ref_clk_mode"] = Pin.IN if eth["ref_clk_mode"] == "in" else Pin.OUT
+    nic = network.LAN(**kw)
+    nic.active(True)
+    return nic
+
+
+def _wlan(wifi):
+    nic = network.WLAN(network.STA_IF)
+    nic.active(True)
+    nic.config(reconnects=-1)  # keep rejoining after an access point outage
+    nic.config(pm=nic.PM_NONE)  # power save would delay the broker's requests by beacon intervals
+    nic.connect(wifi["ssid"], wifi["password"])
+    return nic
+
+
+def start_network(cfg):
+    """Bring up Wi-Fi or Ethernet, wait a bounded time for an address, sync the clock, count the start.
+
+    keep_time() is scheduled here: MicroPython's asyncio runs tasks created before asyncio.run().
+    """
+    global _clock_valid, _ntp_host, _nic
+    _count_start()
+    net = cfg.get("network") or {}
+    _ntp_host = net.get("ntp") or _ntp_host
+    _clock_valid = machine.RTC().datetime()[0] >= _VALID_YEAR
+    if net.get("hostname"):
+        network.hostname(net["hostname"])
+    if not (net.get("ethernet") or net.get("wifi")):
+        log(WARN, "no network configured (network.wifi or network.ethernet)")
+        return
+    try:
+        _nic = _lan(net["ethernet"]) if net.get("ethernet") else _wlan(net["wifi"])
+    except OSError as e:  # e.g. a PHY that did not come up: a reset retries, boot.py stops a loop
+        log(WARN, "network interface failed:", e, "- resetting")
+        time.sleep_ms(1000)
+        machine.reset()
+    asyncio.create_task(keep_time())
+    deadline = time.ticks_add(time.ticks_ms(), LINK_WAIT_MS)
+    while not _nic.isconnected() and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        time.sleep_ms(100)
+    if _nic.isconnected():
+        log(INFO, "network up, address", _nic.ifconfig()[0])
+        sync_time()
+    else:
+        log(WARN, "network not up yet; continuing, it keeps trying")
+
+
+def config_path():
+    return "config.json"
+
+
+def profiles_dir():
+    return "profiles"
+
+
+def default_storage_dir():
+    return "meterbridge-state"
+
+
+def fatal(message):
+    """Stop with a message and leave the REPL reachable (SystemExit would soft-reboot into it again)."""
+    log(ERROR, "fatal:", message)
+    raise RuntimeError("meterbridge stopped: " + message)

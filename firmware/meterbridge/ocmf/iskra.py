@@ -1,0 +1,209 @@
+"""Iskra WM3M4 / WM3M4C OCMF register interface: metadata, start, stop, signed record and public key.
+
+Protocol facts from EVerest's RsIskraMeter driver (everest-core modules/HardwareDrivers/PowerMeters/
+RsIskraMeter/src/main.rs and utils.rs, written after Iskra's WM3M4 manual v1.14; docs/ocmf.md §3).
+The register addresses come from the profile's "ocmf" section, which names their sources.
+"""
+
+import asyncio
+import binascii
+import json
+import time
+
+from micropython import const
+
+from ..modbus.rtu import FC_READ_HOLDING, MAX_READ, MAX_WRITE
+from . import MeterError
+
+_IDLE = const(0)  # state: 0 idle, 1 active, 2 active after power failure, 3 active after reset
+_ACTIVE = const(1)
+_AFTER_POWER_FAILURE = const(2)
+_START = const(0x4200)  # command: 'B' in the high byte
+_STOP = const(0x7200)
+_BUSY = const(2)  # status: 0 not initialised, 1 idle, 2 in progress, 15 signed, anything else an error
+_SIGNED = const(15)
+_SYNCHRONISED = const(2)  # time status written after the clock is set
+_STATE_MS = const(1000)  # the driver waits up to 1 s for the state to change
+_SIGN_MS = const(15000)  # and up to 15 s for the signature
+_POLL_MS = const(20)
+_SIG_MAX = const(72)  # longest DER ECDSA P-256 signature
+_KEY_WORDS = const(32)  # public key X‖Y
+# DER SubjectPublicKeyInfo header of a P-256 key, followed by X‖Y (RsIskraMeter PUBLIC_KEY_PREFIX)
+_SPKI_P256 = "3059301306072A8648CE3D020106082A8648CE3D03010703420004"
+_NO_ID = '{"FV":"1.0","IS":false,"IT":"NONE"}'  # metadata when the journal lost the transaction's own
+_ERRORS = {128: "invalid date/time", 129: "checksum error", 130: "invalid command", 131: "invalid state",
+           132: "invalid measurement", 133: "test mode"}
+_REGISTERS = ("state", "command", "status", "zone", "time", "metadata_length", "payload_length",
+              "signature_length", "algorithm", "time_status", "metadata", "payload", "public_key",
+              "signature")
+
+
+def _hex(b):
+    return binascii.hexlify(b).decode().upper()
+
+
+def _text(s):
+    """A JSON string without '|', which would split the OCMF record (RsIskraMeter replaces it too)."""
+    return json.dumps(s.replace("|", " "))
+
+
+def minimal_der(sig):
+    """Hex of a DER ECDSA signature with r and s unpadded (the meter pads both to 32 bytes: RsIskraMeter
+    utils.rs correct_signature); a signature of any other shape is passed on unchanged."""
+    n = len(sig)
+    if n < 2 or sig[0] != 0x30 or sig[1] != n - 2:
+        return _hex(sig)
+    ints = []
+    i = 2
+    while i < n:
+        if sig[i] != 2 or i + 1 >= n or i + 2 + sig[i + 1] > n:
+            return _hex(sig)
+        j, end = i + 2, i + 2 + sig[i + 1]
+        while j < end - 1 and sig[j] == 0 and sig[j + 1] < 0x80:
+            j += 1
+        ints.append(sig[j:end])
+        i = end
+    if len(ints) != 2:
+        return _hex(sig)
+    body = b"".join(b"\x02" + bytes((len(x),)) + x for x in ints)
+    return _hex(b"\x30" + bytes((len(body),)) + body)
+
+
+class Iskra:
+    """One Iskra meter's OCMF interface, reached through a Modbus master."""
+
+    def __init__(self, spec, master, slave):
+        regs = spec.get("registers")
+        self._r = {}
+        for name in _REGISTERS:
+            entry = regs.get(name) if isinstance(regs, dict) else None
+            reg = entry.get("reg") if isinstance(entry, dict) else None
+            if type(reg) is not int or not 0 <= reg <= 0xFFFF:
+                raise ValueError("ocmf.registers.%s.reg: must be an address 0..65535" % name)
+            self._r[name] = reg
+        self._master = master
+        self._slave = slave
+        self._meta_max = 2 * (self._r["payload"] - self._r["metadata"])  # the payload follows the metadata
+        self._buf = bytearray(2 * (self._r["public_key"] - self._r["payload"]))  # and the key the payload
+        self._mv = memoryview(self._buf)
+
+    def metadata(self, req):
+        """Metadata JSON (manual 6.5.15): the request's identification and EVSE; ValueError when too long."""
+        parts = ['{"FV":"1.0","IS":' + ("true" if req["identification_status"] == "ASSIGNED" else "false")]
+        if "identification_level" in req:
+            parts.append('"IL":' + _text(req["identification_level"]))
+        parts.append('"IF":[' + ",".join(_text(f) for f in req.get("identification_flags", [])[:4]) + "]")
+        parts.append('"IT":' + _text(req["identification_type"]))
+        parts.append('"ID":' + _text(req.get("identification_data", "")))
+        if req["evse_id"]:
+            parts.append('"CT":"EVSEID","CI":' + _text(req["evse_id"]))
+        meta = ",".join(parts) + "}"
+        n = len(meta.encode())
+        if n > self._meta_max:
+            raise ValueError("identification is %d bytes, the meter takes at most %d" % (n, self._meta_max))
+        return meta
+
+    async def active(self):
+        """True while the meter runs a transaction (in any of its active states)."""
+        return await self._word("state") != _IDLE
+
+    async def begin(self, meta, now_ms):
+        """Give the meter time and metadata and start its transaction; returns once the start is signed."""
+        await self._set_time(now_ms)
+        await self._set("algorithm", 0)
+        await self._write_metadata(meta)
+        await self._set("command", _START)
+        await self._wait_state(_ACTIVE, "active")
+        await self._wait_signed()
+
+    async def end(self, meta, now_ms):
+        """End the running transaction; after a power failure time and metadata go first (manual §6.6)."""
+        state = await self._word("state")
+        if state == _IDLE:
+            raise MeterError("no transaction is running on the meter")
+        if state == _AFTER_POWER_FAILURE:
+            await self._set_time(now_ms)
+            await self._write_metadata(meta or _NO_ID)
+        await self._set("command", _STOP)
+        await self._wait_state(_IDLE, "idle")
+        await self._wait_signed()
+
+    async def record(self):
+        """(payload exactly as the meter gave it, signature as hex DER) of the meter's last transaction."""
+        n = await self._word("payload_length")
+        m = await self._word("signature_length")
+        if not 0 < n <= len(self._buf) or not 0 < m <= _SIG_MAX:
+            raise MeterError("no signed record (payload %d bytes, signature %d bytes)" % (n, m))
+        await self._read_bytes("signature", m)
+        sig = minimal_der(self._buf[:m])
+        await self._read_bytes("payload", n)
+        try:
+            return bytes(self._mv[:n]).decode(), sig
+        except UnicodeError:
+            raise MeterError("the signed payload is not UTF-8 text") from None
+
+    async def public_key(self):
+        """The meter's OCMF key as hex DER SubjectPublicKeyInfo."""
+        await self._master.read(self._slave, FC_READ_HOLDING, self._r["public_key"], _KEY_WORDS)
+        xy = bytes(self._master.data()[: 2 * _KEY_WORDS])
+        if not any(xy):
+            raise MeterError("the meter has no public key")
+        return _SPKI_P256 + _hex(xy)
+
+    async def _word(self, name):
+        await self._master.read(self._slave, FC_READ_HOLDING, self._r[name], 1)
+        d = self._master.data()
+        return d[0] << 8 | d[1]
+
+    async def _set(self, name, value, offset=0):
+        await self._master.write(self._slave, self._r[name] + offset, (value,))
+
+    async def _set_time(self, now_ms):
+        if now_ms is None:
+            return  # no valid clock yet: the meter keeps its own
+        s = now_ms // 1000
+        await self._set("time", s >> 16 & 0xFFFF)  # UTC seconds, high word first, one register at a time
+        await self._set("time", s & 0xFFFF, 1)
+        await self._set("zone", 0)  # the firmware keeps UTC
+        await self._set("time_status", _SYNCHRONISED)
+
+    async def _write_metadata(self, meta):
+        data = meta.encode()
+        step = 2 * MAX_WRITE
+        for i in range(0, len(data), step):
+            chunk = data[i : i + step] + b"\x00"  # an odd length ends in a zero low byte
+            words = [chunk[j] << 8 | chunk[j + 1] for j in range(0, len(chunk) - 1, 2)]
+            await self._master.write(self._slave, self._r["metadata"] + i // 2, words)
+        await self._set("metadata_length", len(data))
+
+    async def _read_bytes(self, name, n):
+        """Read n bytes from register name on into the buffer, MAX_READ registers at a time."""
+        words = (n + 1) // 2
+        done = 0
+        while done < words:
+            count = min(words - done, MAX_READ)
+            await self._master.read(self._slave, FC_READ_HOLDING, self._r[name] + done, count)
+            self._mv[2 * done : 2 * (done + count)] = self._master.data()[: 2 * count]
+            done += count
+
+    async def _wait_state(self, want, what):
+        deadline = time.ticks_add(time.ticks_ms(), _STATE_MS)
+        while True:
+            state = await self._word("state")
+            if state == want:
+                return
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                raise MeterError("the meter is not %s after %d ms (state %d)" % (what, _STATE_MS, state))
+            await asyncio.sleep_ms(_POLL_MS)
+
+    async def _wait_signed(self):
+        deadline = time.ticks_add(time.ticks_ms(), _SIGN_MS)
+        while True:
+            status = await self._word("status")
+            if status == _SIGNED:
+                return
+            if status > _BUSY:
+                raise MeterError("signature status %d (%s)" % (status, _ERRORS.get(status, "meter error")))
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                raise MeterError("no signature within %d ms (status %d)" % (_SIGN_MS, status))
+            await asyncio.sleep_ms(_POLL_MS)

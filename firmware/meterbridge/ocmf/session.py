@@ -1,0 +1,131 @@
+"""Transactions of a meter that signs OCMF itself: journal phases, recovery after a reset, EVerest replies.
+
+Before each step on the meter the journal records the transaction's phase (starting, running,
+stopping), so after a reset at any instant the next request learns from phase and meter state
+what happened (docs: ocmf_start_of_pmeter_or_transaction_after_powerloss.mmd):
+- a start first stops whatever the meter still runs (that record is not sent: nobody asked for it);
+- a stop of the open transaction stops the meter if it still runs, then reads the signed record;
+- a stop repeated after its reply was lost reads the same record again while the meter holds it.
+The record is the meter's: its payload is passed on byte for byte, nothing is made up when the
+meter cannot be reached (UNEXPECTED_ERROR with the reason, and the journal keeps the transaction).
+"""
+
+from .. import hal, powermeter
+from ..everest_link import reply
+from ..log import WARN, log
+from ..modbus.rtu import ModbusError
+from . import MeterError
+
+_OK = "OK"
+_FAILED = "UNEXPECTED_ERROR"
+_STARTING = "starting"
+_RUNNING = "running"
+_STOPPING = "stopping"
+
+
+def _driver(spec, master, slave):
+    """The driver module named by the profile's ocmf.interface, imported on first use."""
+    if spec.get("interface") == "iskra":
+        from .iskra import Iskra
+
+        return Iskra(spec, master, slave)
+    raise ValueError("ocmf.interface %r: no driver for it" % (spec.get("interface"),))
+
+
+class SignedTransactions:
+    """Start/stop on a signing meter; replies carry its OCMF record and public key."""
+
+    signs = True
+
+    def __init__(self, journal, clock, spec, master, slave):
+        self.journal = journal
+        self._clock = clock
+        self._meter = _driver(spec, master, slave)
+        self.public_key = None  # hex DER, read once
+        self.key_due = False
+        self._key_failed = False  # retries are not logged again
+
+    async def fetch_key(self):
+        """True once the meter's public key is known (read now if need be)."""
+        if self.public_key is None:
+            try:
+                self.public_key = await self._meter.public_key()
+            except (ModbusError, MeterError) as e:
+                if not self._key_failed:
+                    log(WARN, "cannot read the meter's OCMF public key (trying again):", e)
+                self._key_failed = True
+                return False
+        return True
+
+    async def start(self, req):
+        tid = req["transaction_id"]
+        try:
+            meta = self._meter.metadata(req)
+        except ValueError as e:
+            return reply(_FAILED, "transaction %s: %s" % (tid, e))
+        try:
+            await self._stop_running("before starting " + tid)
+            self.journal.save({"tid": tid, "evse_id": req["evse_id"], "t": self._clock(), "phase": _STARTING,
+                               "meta": meta})
+            await self._meter.begin(meta, self._clock())
+            self._phase(_RUNNING)
+        except (ModbusError, MeterError) as e:
+            return reply(_FAILED, "meter failed to start transaction %s: %s" % (tid, e))
+        return reply(_OK)
+
+    async def stop(self, tid):
+        try:
+            if tid:
+                return await self._stop(tid)
+            await self._stop_running("on cancel-all")
+            if self.journal.open or self.journal.last:
+                self.journal.save(None)
+            return reply(_OK)
+        except (ModbusError, MeterError) as e:
+            what = tid or "(all)"
+            return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
+
+    async def _stop(self, tid):
+        tx = self.journal.open
+        if tx and tx["tid"] == tid:
+            if await self._meter.active():
+                if tx.get("phase") != _STOPPING:
+                    self._phase(_STOPPING)
+                await self._meter.end(tx.get("meta"), self._clock())
+            elif tx.get("phase") != _STOPPING:
+                self.journal.save(None)
+                return reply(_FAILED, "transaction %s is not running on the meter (never started, or ended "
+                                      "by the meter); no signed record" % tid)
+        elif tx or self.journal.last != tid or await self._meter.active():
+            return reply(_FAILED, "no open transaction %s" % tid)
+        payload, sd = await self._meter.record()
+        self.journal.save(None, tid)
+        await self.fetch_key()
+        return self._signed(payload, sd)
+
+    async def _stop_running(self, why):
+        """End whatever transaction the meter still runs, without a reply (nobody asked for its record)."""
+        if not await self._meter.active():
+            return
+        tx = self.journal.open
+        if tx:
+            self._phase(_STOPPING)
+        await self._meter.end(tx.get("meta") if tx else None, self._clock())
+        self.journal.save(None)
+        log(WARN, "stopped the meter's transaction", tx["tid"] if tx else "(unknown)", why,
+            "- its record is not sent")
+
+    def _phase(self, phase):
+        tx = dict(self.journal.open)
+        tx["phase"] = phase
+        self.journal.save(tx)
+
+    def _signed(self, payload, sd):
+        value = {"signed_meter_data": "OCMF|" + payload + '|{"SD":"' + sd + '"}', "signing_method": "",
+                 "encoding_method": "OCMF"}
+        if self.public_key:
+            value["public_key"] = self.public_key
+        ms = self._clock()
+        if ms is not None:
+            value["timestamp"] = powermeter.timestamp(ms, hal.gmtime)
+        return reply(_OK, None, signed_meter_value=value)

@@ -1,0 +1,111 @@
+"""Board files (boards/<name>.json): loading, pin checks, and the wiring picture drawn from them."""
+
+import json
+from xml.sax.saxutils import escape
+
+from . import paths
+from .errors import CommandError
+
+BOARDS = paths.REPO / "boards"
+_KEYS = ("name", "title", "chip", "mpy_arch", "flash", "uart", "labels", "transceiver", "ethernet", "button",
+         "reserved", "notes")
+_INPUT_ONLY = {"esp32": range(34, 40)}  # ESP32 datasheet, GPIO34..39 have no output driver
+
+
+def names():
+    """Every board with a file in boards/."""
+    return sorted(p.stem for p in BOARDS.glob("*.json"))
+
+
+def load(name):
+    """The board file as a dict; a CommandError names an unknown board or a missing key."""
+    path = BOARDS / f"{name}.json"
+    if not path.exists():
+        raise CommandError(f"unknown board {name!r}; known: {', '.join(names())}")
+    board = json.loads(path.read_text())
+    missing = [k for k in _KEYS if k not in board]
+    if missing:
+        raise CommandError(f"{path}: missing {', '.join(missing)}")
+    return board
+
+
+def pin_problems(board, uart, where):
+    """Reasons why a meter's uart pins cannot work on this board, each naming the field."""
+    problems = []
+    inputs = _INPUT_ONLY.get(board["chip"], ())
+    for key in ("tx", "rx", "de"):
+        pin = uart.get(key)
+        if pin is None:
+            continue
+        why = board["reserved"].get(str(pin))
+        if why:
+            problems.append(f"{where}.{key}: GPIO{pin} is taken on {board['name']} ({why})")
+        elif key != "rx" and pin in inputs:
+            problems.append(f"{where}.{key}: GPIO{pin} is input only on {board['chip']}")
+    return problems
+
+
+def download_url(board):
+    """Where micropython.org offers the firmware image for this board."""
+    return f"https://micropython.org/download/{board['flash']['micropython']}/"
+
+
+def _text(x, y, s, size=13, anchor="start", weight="normal"):
+    return (f'<text x="{x}" y="{y}" font-size="{size}" text-anchor="{anchor}" font-weight="{weight}">'
+            f"{escape(str(s))}</text>")
+
+
+def _box(x, y, w, h, fill):
+    return f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="{fill}" stroke="#333"/>'
+
+
+def _wire(x1, y, x2, color):
+    return f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{color}" stroke-width="2"/>'
+
+
+def _network(board):
+    eth = board["ethernet"]
+    if eth:
+        return f"Ethernet {eth['phy_type']} (PHY address {eth['phy_addr']}), Wi-Fi as an alternative"
+    return "Wi-Fi"
+
+
+def wiring_svg(board):
+    """A wiring picture: board pins to the RS-485 transceiver to the meter's A/B terminals."""
+    uart, labels = board["uart"], board["labels"]
+    rows = [  # board pin, its role, transceiver pin, wire colour
+        (labels["tx"], "TX", "DI", "#c0392b"),
+        (labels["rx"], "RX", "RO", "#2471a3"),
+        (labels["de"], "DE", "DE + /RE", "#7d3c98") if uart["de"] is not None
+        else ("(auto-direction module)", "", "", "#ffffff"),
+        (labels["3v3"], "3.3 V", "VCC", "#d35400"),
+        (labels["gnd"], "GND", "GND", "#000000"),
+    ]
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="760" height="380" viewBox="0 0 760 380" '
+           'font-family="sans-serif">',
+           '<rect width="760" height="380" fill="#ffffff"/>',
+           _text(20, 28, f"{board['title']}: RS-485 wiring (UART{uart['id']})", 16, weight="bold"),
+           _box(20, 50, 250, 200, "#e8f1fb"), _text(145, 72, board["title"], anchor="middle", weight="bold"),
+           _box(380, 50, 170, 200, "#fdf2e9"),
+           _text(465, 72, "RS-485 transceiver", anchor="middle", weight="bold"),
+           _box(640, 90, 100, 120, "#eafaf1"), _text(690, 112, "Meter", anchor="middle", weight="bold")]
+    for i, (pin, role, peer, color) in enumerate(rows):
+        y = 100 + i * 30
+        out += [_wire(270, y, 380, color), _text(30, y + 4, pin), _text(390, y + 4, peer)]
+        if role and role != pin:
+            out.append(_text(262, y + 4, role, 11, anchor="end"))
+    for i, (term, color) in enumerate((("A (+)", "#16a085"), ("B (-)", "#7f8c8d"))):
+        y = 130 + i * 40
+        out += [_wire(550, y, 640, color), _text(540, y + 4, term[0], anchor="end"), _text(650, y + 4, term)]
+    button = board["button"]
+    footer = [
+        f"Transceiver: {board['transceiver']}; 120 ohm termination at both ends of the bus.",
+        "Vendors disagree on A/B naming: if the meter never answers, swap the two bus wires.",
+        f"Network: {_network(board)}.",
+        f"Safe mode: hold {button['label']} (GPIO{button['pin']}) as the board starts, or create /safemode."
+        if button else "Safe mode: create the file /safemode on the board (no button).",
+        f"Flash: {board['chip']} at {board['flash']['offset']}, image {board['flash']['micropython']}.",
+    ]
+    out += [_text(20, 280 + i * 20, line, 12) for i, line in enumerate(footer)]
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,196 @@
+"""`meterbridge config new|validate|show|boards`: make, check and inspect config.json; board wiring pictures.
+
+Validation runs the firmware's own rules (firmware/meterbridge/config.py, imported under CPython),
+then what only the host can see: the profile files, the uart form the platform needs and the
+board's pins.
+"""
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+from .. import boards, paths
+from ..errors import CommandError
+
+_SECRET = "********"
+
+
+def _firmware_config():
+    """firmware/meterbridge/config.py as a module; it imports only json, so CPython runs it as is."""
+    spec = importlib.util.spec_from_file_location("meterbridge_firmware_config",
+                                                  paths.FIRMWARE / "meterbridge" / "config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _profiles():
+    return sorted(p.stem for p in paths.PROFILES.glob("*.json"))
+
+
+def _platform_problems(cfg, platform, board):
+    problems = []
+    for i, m in enumerate(cfg["meters"]):
+        where = f"meters[{i}].uart"
+        on_board = "device" not in m["uart"]
+        if platform == "esp32" and not on_board:
+            problems.append(f"{where}: a board needs id, tx, rx and de, not device")
+        elif platform == "unix" and on_board:
+            problems.append(f"{where}.device: the unix port needs a serial device path")
+        elif board and on_board:
+            problems += boards.pin_problems(board, m["uart"], where)
+    net = cfg["network"]
+    if platform == "esp32" and not (net["wifi"] or net["ethernet"]):
+        problems.append("network: a board needs wifi (ssid, password) or ethernet")
+    if board and net["ethernet"] and not board["ethernet"]:
+        problems.append(f"network.ethernet: {board['name']} has no Ethernet")
+    return problems
+
+
+def check(path, platform=None, board=None):
+    """(the parsed config with defaults, its board or None), or a CommandError naming the field and reason.
+
+    board defaults to the config's own "board" key (written by `config new`); a board implies esp32.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise CommandError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise CommandError(f"{path}: not valid JSON ({e})") from None
+    rules = _firmware_config()
+    try:
+        cfg = rules.parse(doc)
+    except rules.ConfigError as e:
+        raise CommandError(f"{path}: {e}") from None
+    if board is None and doc.get("board"):
+        board = boards.load(doc["board"])
+    problems = [f"meters[{i}].profile: no profile {m['profile']!r} (known: {', '.join(_profiles())})"
+                for i, m in enumerate(cfg["meters"]) if m["profile"] not in _profiles()]
+    problems += _platform_problems(cfg, platform or ("esp32" if board else None), board)
+    if problems:
+        raise CommandError(f"{path}: " + f"\n{path}: ".join(problems))
+    return cfg, board
+
+
+def masked(cfg):
+    """A copy with the passwords replaced, for printing."""
+    out = copy.deepcopy(cfg)
+    for section in (out["broker"], out["network"]["wifi"]):
+        if section and section.get("password"):
+            section["password"] = _SECRET
+    return out
+
+
+def _broker(args):
+    host, _, port = args.broker.partition(":")
+    broker = {"host": host, "prefix": args.prefix, "client_id": args.client_id}
+    if port:
+        if not port.isdigit():
+            raise CommandError(f"--broker {args.broker}: the port must be a number")
+        broker["port"] = int(port)
+    if args.username is not None:
+        broker.update(username=args.username, password=args.password or "")
+    if args.tls:
+        broker["tls"] = True
+    return broker
+
+
+def _network(args, board):
+    net = {"ntp": args.ntp} if args.ntp else {}
+    if args.wifi_ssid:
+        return {**net, "wifi": {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}}
+    if board["ethernet"]:
+        return {**net, "ethernet": dict(board["ethernet"])}
+    raise CommandError(f"{board['name']} has no Ethernet: give --wifi-ssid and --wifi-password")
+
+
+def _new(args):
+    if not args.board and not args.device:
+        raise CommandError("give --board (a board) or --device (a serial device for the unix port)")
+    if args.profile not in _profiles():
+        raise CommandError(f"unknown profile {args.profile!r}; known: {', '.join(_profiles())}")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise CommandError(f"{out} exists; --force replaces it")
+    defaults = json.loads((paths.PROFILES / f"{args.profile}.json").read_text()).get("defaults", {})
+    board = boards.load(args.board) if args.board else None
+    meter = {"module_id": args.module_id, "profile": args.profile,
+             "slave": args.slave or defaults.get("slave", 1), "baud": args.baud or defaults.get("baud", 9600),
+             "parity": args.parity or defaults.get("parity", "N"),
+             "uart": dict(board["uart"]) if board else {"device": args.device}}
+    doc = {"broker": _broker(args), "meters": [meter]}
+    if board:
+        doc = {"board": board["name"], "network": _network(args, board), **doc}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    try:
+        check(out, None if board else "unix", board)
+    except CommandError:
+        out.unlink()
+        raise
+    where = f"UART{meter['uart']['id']} TX={meter['uart']['tx']} RX={meter['uart']['rx']} " \
+            f"DE={meter['uart']['de']}" if board else meter["uart"]["device"]
+    print(f"wrote {out}: {args.profile} as {args.module_id}, slave {meter['slave']}, "
+          f"{meter['baud']} {meter['parity']} on {where}")
+    if board:
+        print(f"next: meterbridge deploy --port PORT --config {out}")
+
+
+def _validate(args):
+    board = boards.load(args.board) if args.board else None
+    cfg, _ = check(args.file, args.platform, board)
+    print(f"{args.file}: ok ({len(cfg['meters'])} meter(s), broker {cfg['broker']['host']})")
+
+
+def _show(args):
+    print(json.dumps(masked(check(args.file)[0]), indent=2))
+
+
+def _boards(args):
+    for name in boards.names():
+        board = boards.load(name)
+        net = "Ethernet + Wi-Fi" if board["ethernet"] else "Wi-Fi"
+        u = board["uart"]
+        print(f"{name:24} {board['chip']:6} {net:16} UART{u['id']} TX={u['tx']} RX={u['rx']} DE={u['de']}")
+        for note in board["notes"]:
+            print(f"{'':24} - {note}")
+        if args.svg:
+            out = Path(args.svg) / f"{name}.svg"
+            out.write_text(boards.wiring_svg(board))
+            print(f"{'':24} wrote {out}")
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    new = sub.add_parser("new", help="write a config from a board, a profile and a broker")
+    new.add_argument("--board", help=f"one of: {', '.join(boards.names())}")
+    new.add_argument("--device", help="serial device instead of a board (for `meterbridge run`)")
+    new.add_argument("--profile", required=True, help="meter profile (firmware/profiles/<name>.json)")
+    new.add_argument("--broker", required=True, help="MQTT broker HOST[:PORT]")
+    new.add_argument("--module-id", default="powermeter", help="EVerest module id (default: powermeter)")
+    new.add_argument("--prefix", default="", help="topic prefix of EVerest's external MQTT API")
+    new.add_argument("--client-id", default="meterbridge", help="MQTT client id")
+    new.add_argument("--username", help="broker user name")
+    new.add_argument("--password", help="broker password (the firmware sends it only over TLS)")
+    new.add_argument("--tls", action="store_true", help="connect to the broker over TLS")
+    new.add_argument("--slave", type=int, help="Modbus slave id (default: the profile's)")
+    new.add_argument("--baud", type=int, help="line speed (default: the profile's)")
+    new.add_argument("--parity", choices="NEO", help="parity (default: the profile's)")
+    new.add_argument("--wifi-ssid", help="join this Wi-Fi network (default on boards without Ethernet)")
+    new.add_argument("--wifi-password", help="Wi-Fi password")
+    new.add_argument("--ntp", help="NTP server (default pool.ntp.org; without internet, the charger's own)")
+    new.add_argument("-o", "--out", default="config.json", help="file to write (default: config.json)")
+    new.add_argument("--force", action="store_true", help="replace an existing file")
+    validate = sub.add_parser("validate", help="check a config with the firmware's own rules")
+    validate.add_argument("file")
+    validate.add_argument("--board", help="also check the uart pins against this board")
+    validate.add_argument("--platform", choices=("esp32", "unix"), help="check the uart form for a platform")
+    show = sub.add_parser("show", help="print a config with defaults filled in and secrets masked")
+    show.add_argument("file")
+    listing = sub.add_parser("boards", help="list the boards; --svg DIR writes their wiring pictures")
+    listing.add_argument("--svg", metavar="DIR", help="write <DIR>/<board>.svg for every board")
+
+
+def run(args):
+    {"new": _new, "validate": _validate, "show": _show, "boards": _boards}[args.action](args)

