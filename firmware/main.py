@@ -1,5 +1,5 @@
 """Entry point on the board and under the unix port: `micropython main.py config.json`."""
 
-from meterbridge.app import main
+from meterbridge.start import main
 
 main()

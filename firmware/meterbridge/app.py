@@ -1,8 +1,7 @@
-"""The firmware: one poller per meter, the MQTT link, communication checks and EVerest requests."""
+"""The running firmware: one poller per meter, the MQTT link, communication checks and EVerest requests."""
 
 import asyncio
 import gc
-import sys
 import time
 
 from micropython import const
@@ -18,13 +17,12 @@ from .transactions import Transactions
 
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
 _JSON_BASE = const(128)  # timestamp, meter_id and braces of one Powermeter message
-_JSON_PER_FIELD = const(64)  # one "key":number; an exact float32 energy has up to ~30 digits
+_JSON_PER_FIELD = const(48)  # one ,"key":number; an exact float32 energy has up to ~30 digits
 _QUEUE = const(8)  # pending requests at most; more are dropped and counted
 _IDLE_BEAT_MS = const(1000)  # an idle request task still shows it is alive this often
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _REQUEST_DEADLINE_MS = const(30000)  # a signing meter may take ~15 s to close its transaction
 _SLACK_MS = const(1000)
-_LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
 
 class Module:
@@ -35,6 +33,8 @@ class Module:
         self.topics = topics
         self.tx = transactions
         self.heartbeat = None
+        # allocated with the module at start-up, while the heap still has contiguous room
+        self.out = powermeter.Writer(_JSON_BASE + _JSON_PER_FIELD * len(meter.profile.fields))
 
 
 class App:
@@ -56,7 +56,7 @@ class App:
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
             tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof.name, hal.epoch_ms,
-                                        profile_path(m["profile"]), master, m["slave"])
+                                        m["profile_path"], master, m["slave"])
             mod = Module(Meter(m, prof, master), topics, tx)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():
@@ -132,7 +132,7 @@ class App:
 
     async def _poll(self, mod):
         meter = mod.meter
-        out = powermeter.Writer(_JSON_BASE + _JSON_PER_FIELD * len(meter.profile.fields))
+        out = mod.out
         name = "poll:" + meter.module_id
         while True:
             t0 = time.ticks_ms()
@@ -194,54 +194,12 @@ class App:
                         for m in bus)
             sup.watch("poll:" + mod.meter.module_id, mod.meter.period_ms + worst + _SLACK_MS)
 
+    def run_forever(self):
+        asyncio.run(self.run())
+
     async def run(self):
         self._watch_tasks()
         tasks = [self.link.run(lambda: self.supervisor.beat("link")), self._requests(), self._checks(),
                  self.supervisor.run()]
         tasks += [self._poll(mod) for mod in self.modules]
         await asyncio.gather(*[asyncio.create_task(t) for t in tasks])
-
-
-def profile_path(name):
-    """A profile name from profiles/, or a path to a profile file of one's own."""
-    return name if "/" in name else hal.profiles_dir() + "/" + name + ".json"
-
-
-def _load():
-    """Config and profiles; the modules that check them are dropped from RAM afterwards."""
-    from . import config, profile
-
-    try:
-        cfg = config.load(hal.config_path(), hal.supported_baud)
-    except config.ConfigError as e:
-        hal.fatal("config: " + str(e))
-    try:
-        profiles = [profile.load(profile_path(m["profile"]), m["baud"], m["parity"])
-                    for m in cfg["meters"]]
-    except profile.ProfileError as e:
-        hal.fatal("profile: " + str(e))
-    return cfg, profiles
-
-
-def _forget(*names):
-    """Unload start-up-only modules (the lazy-import idea of extmod/asyncio, in reverse)."""
-    package = sys.modules[__name__.rpartition(".")[0]]
-    for name in names:
-        sys.modules.pop(package.__name__ + "." + name, None)
-        if hasattr(package, name):
-            delattr(package, name)
-
-
-def main():
-    cfg, profiles = _load()
-    _forget("config", "profile", "planner")
-    gc.collect()  # before the long-lived buffers are allocated, so they find contiguous room
-    log.level = _LEVELS[cfg["log_level"]]
-    hal.start_network(cfg)
-    try:
-        app = App(cfg, profiles)
-    except OSError as e:
-        hal.fatal("bus: " + str(e))
-    gc.collect()
-    log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
-    asyncio.run(app.run())

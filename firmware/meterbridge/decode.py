@@ -15,6 +15,14 @@ def width(type_name):
     return _TYPES.get(type_name)
 
 
+def canonical(type_name):
+    """The type's own name string (shared by every field that uses it), or None when unknown."""
+    for t in _TYPES:
+        if t == type_name:
+            return t
+    return None
+
+
 def _word(buf, off):
     return (buf[off] << 8) | buf[off + 1]
 

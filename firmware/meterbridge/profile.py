@@ -40,11 +40,15 @@ def _field(name, spec):
     obj, _, key = name.partition(".")
     if obj not in _OBJECTS or key not in _KEYS:
         raise ProfileError(where + ": not a Powermeter value (object.key)")
+    # the constant strings, not the parsed copies: every field then shares them (qstrs)
+    obj = _OBJECTS[_OBJECTS.index(obj)]
+    key = _KEYS[_KEYS.index(key)]
     if not isinstance(spec, dict):
         raise ProfileError(where + ": must be an object")
     type_name = spec.get("type")
-    if decode.width(type_name) is None:
-        raise ProfileError(where + ".type: unknown type %r" % (type_name,))
+    type_name = decode.canonical(type_name)
+    if type_name is None:
+        raise ProfileError(where + ".type: unknown type %r" % (spec.get("type"),))
     reg = _int(where + ".reg", spec.get("reg"), 0, 65535)
     exp10 = _int(where + ".exp10", spec.get("exp10", 0), -9, 9)
     exp_reg = spec.get("exp_reg")

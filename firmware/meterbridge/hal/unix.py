@@ -1,6 +1,7 @@
 """Unix port HAL: a serial device path (pty or USB-RS485 adapter), a storage directory, the host clock."""
 
 import _thread
+import asyncio
 import os
 import sys
 import termios
@@ -31,6 +32,7 @@ class Bus:
         fd = self._f.fileno()
         termios.setraw(fd)
         attrs = termios.tcgetattr(fd)
+        self._char_us = (10 if parity == "N" else 11) * 1000000 // baud
         speed = _SPEEDS[baud]
         attrs[4] = attrs[5] = speed
         cflag = attrs[2] & ~(_PARENB | _PARODD | _CSTOPB)
@@ -52,8 +54,9 @@ class Bus:
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
     async def send(self, buf, n):
-        """Write buf[:n]; a pty or USB adapter switches direction itself."""
+        """Write buf[:n] and return once it has left the wire; the adapter switches direction itself."""
         self._f.write(memoryview(buf)[:n])
+        await asyncio.sleep_ms(n * self._char_us // 1000)  # write() returns when the kernel has the bytes
 
     def readinto(self, mv):
         """Read what has arrived into mv; 0 when nothing."""

@@ -8,6 +8,7 @@ from micropython import const
 from . import rtu
 
 _BUF = const(256)  # largest RTU frame (Modbus over serial line v1.02, 2.5.1.1)
+_GAP_MS = const(30)  # silence that ends a reply in flow: USB adapters deliver in chunks up to ~16 ms apart
 
 
 class Master:
@@ -64,18 +65,22 @@ class Master:
             await asyncio.sleep_ms(wait // 1000 + 1)
         while bus.readinto(self._mv):
             pass  # drop late bytes of an earlier, abandoned reply
-        await bus.send(req, n)
+        await bus.send(req, n)  # returns once the request has left the wire
         want = rtu.expected_length(req)
         got = 0
+        sent = last = time.ticks_ms()
         # the reply cannot be complete before its own wire time has passed
-        await asyncio.sleep_ms((n + want) * self.char_us // 1000)
-        deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
+        await asyncio.sleep_ms(min(want * self.char_us // 1000, self.timeout_ms))
         while True:
-            got += bus.readinto(self._mv[got:want])
-            got = self._resync(got)
+            k = bus.readinto(self._mv[got:want])
+            now = time.ticks_ms()
+            if k:
+                got = self._resync(got + k)
+                last = now
             if got >= want or (got >= 5 and self._resp[1] & 0x80):
                 break
-            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+            # the timeout is for the reply to start; once it flows, only a stall ends it
+            if time.ticks_diff(now, sent if got == 0 else last) > (self.timeout_ms if got == 0 else _GAP_MS):
                 self._idle_since = time.ticks_us()
                 raise rtu.ModbusTimeout("no reply from slave %d (%d of %d bytes)" % (req[0], got, want))
             await asyncio.sleep_ms(1)

@@ -1,0 +1,65 @@
+"""Start-up in stages: check config and profiles, unload their checkers, only then load the runtime.
+
+Each stage's modules leave RAM before the next stage's arrive, so the peak of parsing JSON never
+meets the resident runtime, and the runtime's long-lived buffers find contiguous room.
+"""
+
+import gc
+import sys
+
+from . import hal, log
+
+_LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
+
+
+def _forget(*names):
+    """Unload modules used only at start-up (the lazy-import idea of extmod/asyncio, in reverse)."""
+    package = sys.modules[__name__.rpartition(".")[0]]
+    for name in names:
+        sys.modules.pop(package.__name__ + "." + name, None)
+        if hasattr(package, name):
+            delattr(package, name)
+    gc.collect()
+
+
+def _config():
+    from . import config
+
+    try:
+        return config.load(hal.config_path(), hal.supported_baud)
+    except config.ConfigError as e:
+        hal.fatal("config: " + str(e))
+
+
+def _profiles(cfg):
+    from . import profile
+
+    profiles = []
+    for m in cfg["meters"]:
+        name = m["profile"]
+        # a profile name from profiles/, or a path to a profile file of one's own
+        m["profile_path"] = name if "/" in name else hal.profiles_dir() + "/" + name + ".json"
+        try:
+            profiles.append(profile.load(m["profile_path"], m["baud"], m["parity"]))
+        except profile.ProfileError as e:
+            hal.fatal("profile: " + str(e))
+        gc.collect()
+    return profiles
+
+
+def main():
+    cfg = _config()
+    _forget("config")
+    profiles = _profiles(cfg)
+    _forget("profile", "planner")
+    log.level = _LEVELS[cfg["log_level"]]
+    hal.start_network(cfg)
+    from .app import App
+
+    try:
+        app = App(cfg, profiles)
+    except OSError as e:
+        hal.fatal("bus: " + str(e))
+    gc.collect()
+    log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
+    app.run_forever()
