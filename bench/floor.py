@@ -14,13 +14,14 @@ REPLY = b'{"status":"NOT_SUPPORTED"}'
 
 
 def _on_connect(client, userdata, flags, reason_code, properties):
-    # the same socket option as the firmware's MQTT link
+    """Set TCP_NODELAY, as the firmware's MQTT link does, and subscribe to the module's requests."""
     client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     base = API + userdata + "/e2m/"
     client.subscribe([(base + "start_transaction", 0), (base + "stop_transaction", 0)])
 
 
 def _on_message(client, userdata, msg):
+    """Answer at once on the request's replyTo."""
     reply_to = json.loads(msg.payload)["headers"]["replyTo"]
     client.publish(reply_to, REPLY)
 

@@ -1,17 +1,22 @@
-"""Heap at a -X heapsize: free after boot from the firmware's own log line, the floor from heap_probe."""
+"""Heap at a -X heapsize, from the firmware's own log: free after boot, and the once-a-second debug heap line."""
 
 import re
-import subprocess
 import time
 
-from rig import BENCH, Rig
+from rig import Rig
 from table import failed, row
 
 from meterbridge import procs
 from meterbridge.everest import EverestClient
 
-_BOOT = re.compile(rb"heap free (\d+)")
+_BOOT = re.compile(rb"heap free (\d+)$", re.M)  # the start-up line ends with it
+_LIVE = re.compile(rb"heap free (\d+) floor")  # the debug line: free right after a gc.collect()
 _ERROR = re.compile(r"\w+(Error|Exception)\b")
+
+
+def _values(ev, start):
+    """How many powermeter_values arrived from seq start on."""
+    return sum(m.seq >= start for m in ev.messages("powermeter_values"))
 
 
 def _drive(proc, ev, start, deadline):
@@ -30,10 +35,6 @@ def _drive(proc, ev, start, deadline):
     return _values(ev, start), missed, sent
 
 
-def _values(ev, start):
-    return sum(m.seq >= start for m in ev.messages("powermeter_values"))
-
-
 def _why(text):
     """The last exception in a MicroPython run's output (bytes), with the frame it came from; else the last line."""
     lines = [line.strip() for line in text.decode(errors="replace").strip().splitlines()] or ["no output"]
@@ -44,18 +45,14 @@ def _why(text):
     return " — ".join(lines[i - 1 : i + 1]) if i and lines[i - 1].startswith("File ") else lines[i]
 
 
-def _run(rig, ev, cmd, env, seconds, stdout=None):
-    """Run cmd for `seconds` (or until it ends) under requests; (proc, alive at the end, served, sent, its log).
-
-    served: it published at least a value every 2 s and answered every request.
-    """
-    log_from = rig.fw_log.stat().st_size if rig.fw_log.exists() else 0
+def _run(rig, ev, heapsize, seconds):
+    """The firmware at heapsize for `seconds` under requests; (kept publishing and answering, sent, its log)."""
     start = ev.mark()
-    proc = rig.spawn(cmd, env, stdout)
+    proc = rig.spawn(*rig.command(heapsize=heapsize))
     values, missed, sent = _drive(proc, ev, start, time.monotonic() + seconds)
-    alive = proc.poll() is None
+    healthy = proc.poll() is None and values >= seconds // 2 and missed == 0
     procs.stop(proc)
-    return proc, alive, values >= seconds // 2 and missed == 0, sent, rig.fw_log.read_bytes()[log_from:]
+    return healthy, sent, rig.fw_log.read_bytes()
 
 
 def _starts(rig, ev, heapsize):
@@ -81,37 +78,25 @@ def _smallest(rig, ev, lo=16, hi=256):
     return hi
 
 
-def _floor(rig, ev, heapsize, seconds, name):
-    """The probe's row: the lowest free heap while the firmware runs beside a sampler."""
-    cmd, env = rig.command(BENCH / "heap_probe.py", (rig.config, seconds), heapsize)
-    proc, _, served, sent, log = _run(rig, ev, cmd, env, seconds + 2, subprocess.PIPE)
-    out = proc.stdout.read()
-    floor = re.search(rb"^floor (\d+)", out, re.M)
-    if not floor or not served:
-        return failed(f"heap free floor, {name}", f"the firmware under heap_probe failed: {_why(out + log)}")
-    low, size = int(floor.group(1)), _bytes(heapsize)
-    return row(f"heap free floor, {name} (heap_probe: lowest of 1/s samples after gc.collect, {seconds} s of "
-               f"polling and {sent} requests)", f"{low} B", f"heap {size} B", low / size)
-
-
-def _bytes(heapsize):
-    return int(heapsize.rstrip("k")) * 1024
-
-
 def rows(workdir, port, heapsize, seconds=20):
-    """Free after boot and whether the firmware keeps running; then its floor, or the heap it needs."""
+    """Free after boot and whether the firmware keeps running, then its floor; or, failing that, the heap it needs."""
     name = f"-X heapsize={heapsize}"
-    size = _bytes(heapsize)
-    with Rig(workdir, port) as rig, EverestClient("127.0.0.1", port, rig.module_id) as ev:
-        _, alive, served, _, log = _run(rig, ev, *rig.command(heapsize=heapsize), seconds)
-        healthy = alive and served
+    size = int(heapsize.rstrip("k")) * 1024
+    with Rig(workdir, port, log_level="debug", heap_log_s=1) as rig, \
+            EverestClient("127.0.0.1", port, rig.module_id) as ev:
+        healthy, sent, log = _run(rig, ev, heapsize, seconds)
         boot = _BOOT.search(log)
+        live = [int(n) for n in _LIVE.findall(log)]
         value = f"{boot.group(1).decode()} B" if boot else "does not start"
-        ratio = int(boot.group(1)) / size if boot else None
-        first = row(f"heap free after boot, {name} (the firmware's own log line)", value, f"heap {size} B",
-                    ratio, f"then publishes and answers for {seconds} s", healthy)
+        first = row(f"heap free after boot, {name} (the firmware's start-up log line)", value, f"heap {size} B",
+                    int(boot.group(1)) / size if boot else None, f"then publishes and answers for {seconds} s",
+                    healthy)
+        if healthy and live:
+            return [first, row(f"heap free floor, {name}: lowest of {len(live)} debug heap lines (1/s, after "
+                               f"gc.collect) over {seconds} s of polling and {sent} requests", f"{min(live)} B",
+                               f"heap {size} B", min(live) / size)]
         if healthy:
-            return [first, _floor(rig, ev, heapsize, seconds, name)]
+            return [first, failed(f"heap free floor, {name}", "no debug heap line in the firmware's log")]
         first["value"] += f"; {_why(log)}"
         need = _smallest(rig, ev)
         return [first, row("smallest -X heapsize at which the firmware reaches its first values",

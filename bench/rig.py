@@ -12,9 +12,12 @@ PROFILE = "eastron_sdm630_v2"
 
 
 class Rig:
-    """One simulated SDM630 on a pty and a config for the firmware that reads it; broker already running."""
+    """One simulated SDM630 on a pty and a config for the firmware that reads it; broker already running.
 
-    def __init__(self, workdir, broker_port, period_ms=1000, baud=9600, module_id="pm1"):
+    settings are top-level config keys, e.g. log_level="debug".
+    """
+
+    def __init__(self, workdir, broker_port, period_ms=1000, baud=9600, module_id="pm1", **settings):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = broker_port
@@ -27,7 +30,7 @@ class Rig:
         meter = {"module_id": module_id, "profile": PROFILE, "slave": 1, "baud": baud, "period_ms": period_ms,
                  "uart": {"device": self.link}}
         broker = {"host": "127.0.0.1", "port": broker_port, "client_id": "bench-" + self.dir.name}
-        cfg = {"broker": broker, "meters": [meter], "storage": str(self.dir / "state")}
+        cfg = {"broker": broker, "meters": [meter], "storage": str(self.dir / "state"), **settings}
         self.config.write_text(json.dumps(cfg))
         self.sim = None
         self.procs = []
@@ -65,6 +68,7 @@ class Rig:
         return proc
 
     def log_text(self):
+        """Everything the firmware and scripts started here wrote so far."""
         return self.fw_log.read_text(errors="replace") if self.fw_log.exists() else ""
 
     def stop(self):

@@ -2,6 +2,12 @@
 
 import json
 import random
+import time
+
+import paho.mqtt.client as mqtt
+
+from conftest import wait_until
+from restarts import Recorder
 
 BAD_REPLY_TOS = ["evil/topic", "everest_api/+/x", "everest_api/#", "#", "", None, 42, ["x"], {"a": 1},
                  "everest_api/" + "x" * 300, "/everest_api/x"]
@@ -54,3 +60,34 @@ def stream(seed, count, good_reply_to):
     rng = random.Random(seed)
     for i in range(count):
         yield message(rng, f"{good_reply_to}/{i}")
+
+
+def storm(bridge, port, count, seed=7):
+    """Publish count malformed requests at a running bridge; what it published back, and whether it lives."""
+    rec = Recorder(port)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    base = f"everest_api/1/powermeter/{bridge.module_id}/"
+    answerable = set()
+    try:
+        for i, (body, reply_to) in enumerate(stream(seed, count, base + "m2e/reply/fz")):
+            var = ("start_transaction", "stop_transaction", "heartbeat")[i % 3]
+            pub.publish(base + "e2m/" + var, body).wait_for_publish(5)
+            if reply_to and var != "heartbeat":
+                answerable.add(reply_to)
+            if i % 50 == 0:
+                time.sleep(0.05)  # let the bridge's request queue (8 deep) drain now and then
+        replies = lambda: set(rec.topics(base + "m2e/reply/fz"))  # noqa: E731
+        wait_until(lambda: not bridge.alive() or len(replies()) >= len(answerable), 20)
+        published = [t for t in rec.topics() if "/e2m/" not in t]
+        return {
+            "alive": bridge.alive(),
+            "bad_topics": [t for t in published if not t.startswith((base + "m2e/", "meterbridge/"))],
+            "answerable": len(answerable),
+            "replies": len(replies()),
+            "unexpected_replies": len(replies() - answerable),
+        }
+    finally:
+        pub.loop_stop()
+        rec.close()

@@ -11,6 +11,7 @@ import random
 import time
 
 import umqtt.simple
+from asyncio import core
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
@@ -19,12 +20,20 @@ from .mqtt_socket import BoundedSocket, SocketFactory
 
 _BACKOFF_MIN_MS = const(200)
 _BACKOFF_MAX_MS = const(1600)  # plus up to 25 % jitter: at most 2 s between attempts
-_SERVICE_MS = const(2)  # how often incoming messages are looked at
+_IDLE_MS = const(500)  # longest sleep while nothing arrives: pings and the supervisor's beat
 _BURST = const(16)  # messages taken per look before other tasks get a turn
 _SOCKET_TIMEOUT_S = const(2)  # the longest any single socket operation may block
 _IPPROTO_TCP = const(6)  # Linux and lwIP values; the unix port's socket module lacks the names
 _TCP_NODELAY = const(1)
 _ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError)  # what a broken stream raises in umqtt
+
+
+async def _readable(sock):
+    """Until sock has bytes to read: the asyncio poller wakes us, no busy polling.
+
+    extmod/asyncio's streams wait the same way (stream.py); there is no public call for it.
+    """
+    yield core._io_queue.queue_read(sock)
 
 
 class MqttLink:
@@ -148,4 +157,8 @@ class MqttLink:
                 self._service()
             except _ERRORS as e:
                 self._down(e)
-            await asyncio.sleep_ms(_SERVICE_MS)
+                continue
+            try:
+                await asyncio.wait_for_ms(_readable(self._sockets.raw), _IDLE_MS)
+            except asyncio.TimeoutError:
+                pass
