@@ -5,6 +5,7 @@ charges on without signed values, where UNEXPECTED_ERROR would block the session
 profile has an "ocmf" section gets ocmf.session's SignedTransactions instead, imported only then.
 """
 
+import gc
 import json
 
 from .everest_link import reply
@@ -17,7 +18,6 @@ class Transactions:
     """Transaction bookkeeping of one meter that cannot sign."""
 
     signs = False
-    public_key = None
     key_due = False
 
     @staticmethod
@@ -27,6 +27,7 @@ class Transactions:
             spec = json.load(f).get("ocmf")
         if spec is None:
             return Transactions(journal, profile_name, clock)
+        gc.collect()  # the rest of the profile document goes before the signing code comes in
         from .ocmf.session import SignedTransactions
 
         return SignedTransactions(journal, clock, spec, master, slave)

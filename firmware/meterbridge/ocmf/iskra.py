@@ -23,16 +23,16 @@ _STOP = const(0x7200)
 _BUSY = const(2)  # status: 0 not initialised, 1 idle, 2 in progress, 15 signed, anything else an error
 _SIGNED = const(15)
 _SYNCHRONISED = const(2)  # time status written after the clock is set
-_STATE_MS = const(1000)  # the driver waits up to 1 s for the state to change
-_SIGN_MS = const(15000)  # and up to 15 s for the signature
+_SETTLE_MS = const(16000)  # RsIskraMeter waits up to 1 s for the state to change, then 15 s for the signature
 _POLL_MS = const(20)
 _SIG_MAX = const(72)  # longest DER ECDSA P-256 signature
-_KEY_WORDS = const(32)  # public key X‖Y
+_KEY_BYTES = const(64)  # public key X‖Y
 # DER SubjectPublicKeyInfo header of a P-256 key, followed by X‖Y (RsIskraMeter PUBLIC_KEY_PREFIX)
 _SPKI_P256 = "3059301306072A8648CE3D020106082A8648CE3D03010703420004"
 _NO_ID = '{"FV":"1.0","IS":false,"IT":"NONE"}'  # metadata when the journal lost the transaction's own
-_ERRORS = {128: "invalid date/time", 129: "checksum error", 130: "invalid command", 131: "invalid state",
-           132: "invalid measurement", 133: "test mode"}
+# one string rather than a dict of them: 0.5 KB less RAM (RsIskraMeter SignatureStatus)
+_STATUS = ("signature status %d (128 date/time, 129 checksum, 130 command, 131 state, 132 measurement, "
+           "133 test mode, 243-255 internal error)")
 _REGISTERS = ("state", "command", "status", "zone", "time", "metadata_length", "payload_length",
               "signature_length", "algorithm", "time_status", "metadata", "payload", "public_key",
               "signature")
@@ -90,11 +90,11 @@ class Iskra:
     def metadata(self, req):
         """Metadata JSON (manual 6.5.15): the request's identification and EVSE; ValueError when too long."""
         parts = ['{"FV":"1.0","IS":' + ("true" if req["identification_status"] == "ASSIGNED" else "false")]
-        if "identification_level" in req:
+        if req.get("identification_level"):  # null and absent alike: EVerest sends none
             parts.append('"IL":' + _text(req["identification_level"]))
         parts.append('"IF":[' + ",".join(_text(f) for f in req.get("identification_flags", [])[:4]) + "]")
         parts.append('"IT":' + _text(req["identification_type"]))
-        parts.append('"ID":' + _text(req.get("identification_data", "")))
+        parts.append('"ID":' + _text(req.get("identification_data") or ""))
         if req["evse_id"]:
             parts.append('"CT":"EVSEID","CI":' + _text(req["evse_id"]))
         meta = ",".join(parts) + "}"
@@ -109,12 +109,9 @@ class Iskra:
 
     async def begin(self, meta, now_ms):
         """Give the meter time and metadata and start its transaction; returns once the start is signed."""
-        await self._set_time(now_ms)
-        await self._set("algorithm", 0)
-        await self._write_metadata(meta)
+        await self._give(meta, now_ms, True)
         await self._set("command", _START)
-        await self._wait_state(_ACTIVE, "active")
-        await self._wait_signed()
+        await self._settle(_ACTIVE)
 
     async def end(self, meta, now_ms):
         """End the running transaction; after a power failure time and metadata go first (manual §6.6)."""
@@ -122,11 +119,9 @@ class Iskra:
         if state == _IDLE:
             raise MeterError("no transaction is running on the meter")
         if state == _AFTER_POWER_FAILURE:
-            await self._set_time(now_ms)
-            await self._write_metadata(meta or _NO_ID)
+            await self._give(meta or _NO_ID, now_ms, False)
         await self._set("command", _STOP)
-        await self._wait_state(_IDLE, "idle")
-        await self._wait_signed()
+        await self._settle(_IDLE)
 
     async def record(self):
         """(payload exactly as the meter gave it, signature as hex DER) of the meter's last transaction."""
@@ -134,18 +129,18 @@ class Iskra:
         m = await self._word("signature_length")
         if not 0 < n <= len(self._buf) or not 0 < m <= _SIG_MAX:
             raise MeterError("no signed record (payload %d bytes, signature %d bytes)" % (n, m))
-        await self._read_bytes("signature", m)
+        await self._read("signature", m)
         sig = minimal_der(self._buf[:m])
-        await self._read_bytes("payload", n)
+        await self._read("payload", n)
         try:
-            return bytes(self._mv[:n]).decode(), sig
+            return str(self._mv[:n], "utf-8"), sig
         except UnicodeError:
             raise MeterError("the signed payload is not UTF-8 text") from None
 
     async def public_key(self):
         """The meter's OCMF key as hex DER SubjectPublicKeyInfo."""
-        await self._master.read(self._slave, FC_READ_HOLDING, self._r["public_key"], _KEY_WORDS)
-        xy = bytes(self._master.data()[: 2 * _KEY_WORDS])
+        await self._read("public_key", _KEY_BYTES)
+        xy = bytes(self._mv[:_KEY_BYTES])
         if not any(xy):
             raise MeterError("the meter has no public key")
         return _SPKI_P256 + _hex(xy)
@@ -158,16 +153,16 @@ class Iskra:
     async def _set(self, name, value, offset=0):
         await self._master.write(self._slave, self._r[name] + offset, (value,))
 
-    async def _set_time(self, now_ms):
-        if now_ms is None:
-            return  # no valid clock yet: the meter keeps its own
-        s = now_ms // 1000
-        await self._set("time", s >> 16 & 0xFFFF)  # UTC seconds, high word first, one register at a time
-        await self._set("time", s & 0xFFFF, 1)
-        await self._set("zone", 0)  # the firmware keeps UTC
-        await self._set("time_status", _SYNCHRONISED)
-
-    async def _write_metadata(self, meta):
+    async def _give(self, meta, now_ms, start):
+        """Time (unless the clock is not valid yet), before a start the algorithm, then the metadata."""
+        if now_ms is not None:
+            s = now_ms // 1000
+            await self._set("time", s >> 16 & 0xFFFF)  # UTC seconds, high word first, a register at a time
+            await self._set("time", s & 0xFFFF, 1)
+            await self._set("zone", 0)  # the firmware keeps UTC
+            await self._set("time_status", _SYNCHRONISED)
+        if start:
+            await self._set("algorithm", 0)
         data = meta.encode()
         step = 2 * MAX_WRITE
         for i in range(0, len(data), step):
@@ -176,7 +171,7 @@ class Iskra:
             await self._master.write(self._slave, self._r["metadata"] + i // 2, words)
         await self._set("metadata_length", len(data))
 
-    async def _read_bytes(self, name, n):
+    async def _read(self, name, n):
         """Read n bytes from register name on into the buffer, MAX_READ registers at a time."""
         words = (n + 1) // 2
         done = 0
@@ -186,24 +181,16 @@ class Iskra:
             self._mv[2 * done : 2 * (done + count)] = self._master.data()[: 2 * count]
             done += count
 
-    async def _wait_state(self, want, what):
-        deadline = time.ticks_add(time.ticks_ms(), _STATE_MS)
+    async def _settle(self, state):
+        """Wait for the meter to reach state and sign (the driver allows 1 s and 15 s; here 16 s in all)."""
+        deadline = time.ticks_add(time.ticks_ms(), _SETTLE_MS)
         while True:
-            state = await self._word("state")
-            if state == want:
-                return
-            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
-                raise MeterError("the meter is not %s after %d ms (state %d)" % (what, _STATE_MS, state))
-            await asyncio.sleep_ms(_POLL_MS)
-
-    async def _wait_signed(self):
-        deadline = time.ticks_add(time.ticks_ms(), _SIGN_MS)
-        while True:
+            now = await self._word("state")
             status = await self._word("status")
-            if status == _SIGNED:
+            if status == _SIGNED and now == state:
                 return
-            if status > _BUSY:
-                raise MeterError("signature status %d (%s)" % (status, _ERRORS.get(status, "meter error")))
+            if _BUSY < status != _SIGNED:
+                raise MeterError(_STATUS % status)
             if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
-                raise MeterError("no signature within %d ms (status %d)" % (_SIGN_MS, status))
+                raise MeterError("no signature within %d ms (state %d, status %d)" % (_SETTLE_MS, now, status))
             await asyncio.sleep_ms(_POLL_MS)

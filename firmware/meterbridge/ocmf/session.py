@@ -23,24 +23,19 @@ _RUNNING = "running"
 _STOPPING = "stopping"
 
 
-def _driver(spec, master, slave):
-    """The driver module named by the profile's ocmf.interface, imported on first use."""
-    if spec.get("interface") == "iskra":
-        from .iskra import Iskra
-
-        return Iskra(spec, master, slave)
-    raise ValueError("ocmf.interface %r: no driver for it" % (spec.get("interface"),))
-
-
 class SignedTransactions:
     """Start/stop on a signing meter; replies carry its OCMF record and public key."""
 
     signs = True
 
     def __init__(self, journal, clock, spec, master, slave):
+        if spec.get("interface") != "iskra":  # the one driver so far
+            raise ValueError("ocmf.interface %r: no driver for it" % (spec.get("interface"),))
+        from .iskra import Iskra
+
         self.journal = journal
         self._clock = clock
-        self._meter = _driver(spec, master, slave)
+        self._meter = Iskra(spec, master, slave)
         self.public_key = None  # hex DER, read once
         self.key_due = False
         self._key_failed = False  # retries are not logged again
@@ -74,34 +69,39 @@ class SignedTransactions:
         return reply(_OK)
 
     async def stop(self, tid):
+        tx = self.journal.open
         try:
-            if tid:
-                return await self._stop(tid)
-            await self._stop_running("on cancel-all")
-            if self.journal.open or self.journal.last:
-                self.journal.save(None)
-            return reply(_OK)
+            if not tid:
+                await self._stop_running("on cancel-all")
+                if self.journal.open or self.journal.last:
+                    self.journal.save(None)
+                return reply(_OK)
+            if tx and tx["tid"] == tid:
+                if await self._meter.active():
+                    if tx.get("phase") != _STOPPING:
+                        self._phase(_STOPPING)
+                    await self._meter.end(tx.get("meta"), self._clock())
+                elif tx.get("phase") != _STOPPING:
+                    self.journal.save(None)
+                    return reply(_FAILED, "transaction %s is not running on the meter (never started, or "
+                                          "ended by the meter); no signed record" % tid)
+            elif tx or self.journal.last != tid or await self._meter.active():
+                return reply(_FAILED, "no open transaction %s" % tid)
+            payload, sd = await self._meter.record()
         except (ModbusError, MeterError) as e:
             what = tid or "(all)"
             return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
-
-    async def _stop(self, tid):
-        tx = self.journal.open
-        if tx and tx["tid"] == tid:
-            if await self._meter.active():
-                if tx.get("phase") != _STOPPING:
-                    self._phase(_STOPPING)
-                await self._meter.end(tx.get("meta"), self._clock())
-            elif tx.get("phase") != _STOPPING:
-                self.journal.save(None)
-                return reply(_FAILED, "transaction %s is not running on the meter (never started, or ended "
-                                      "by the meter); no signed record" % tid)
-        elif tx or self.journal.last != tid or await self._meter.active():
-            return reply(_FAILED, "no open transaction %s" % tid)
-        payload, sd = await self._meter.record()
         self.journal.save(None, tid)
         await self.fetch_key()
-        return self._signed(payload, sd)
+        value = {"signed_meter_data": 'OCMF|%s|{"SD":"%s"}' % (payload, sd), "signing_method": "",
+                 "encoding_method": "OCMF"}
+        payload = None  # the record is in value now: one copy less in RAM while the reply is made
+        if self.public_key:
+            value["public_key"] = self.public_key
+        ms = self._clock()
+        if ms is not None:
+            value["timestamp"] = powermeter.timestamp(ms, hal.gmtime)
+        return reply(_OK, None, signed_meter_value=value)
 
     async def _stop_running(self, why):
         """End whatever transaction the meter still runs, without a reply (nobody asked for its record)."""
@@ -119,13 +119,3 @@ class SignedTransactions:
         tx = dict(self.journal.open)
         tx["phase"] = phase
         self.journal.save(tx)
-
-    def _signed(self, payload, sd):
-        value = {"signed_meter_data": "OCMF|" + payload + '|{"SD":"' + sd + '"}', "signing_method": "",
-                 "encoding_method": "OCMF"}
-        if self.public_key:
-            value["public_key"] = self.public_key
-        ms = self._clock()
-        if ms is not None:
-            value["timestamp"] = powermeter.timestamp(ms, hal.gmtime)
-        return reply(_OK, None, signed_meter_value=value)

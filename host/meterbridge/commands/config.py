@@ -123,12 +123,14 @@ def _new(args):
     doc = {"broker": _broker(args), "meters": [meter]}
     if board:
         doc = {"board": board["name"], "network": _network(args, board), **doc}
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    draft = out.with_name(out.name + ".new")  # checked before it replaces anything
+    draft.write_text(json.dumps(doc, indent=2) + "\n")
     try:
-        check(out, None if board else "unix", board)
-    except CommandError:
-        out.unlink()
-        raise
+        check(draft, None if board else "unix", board)
+    except CommandError as e:
+        draft.unlink()
+        raise CommandError(str(e).replace(str(draft), str(out))) from None
+    draft.replace(out)
     where = f"UART{meter['uart']['id']} TX={meter['uart']['tx']} RX={meter['uart']['rx']} " \
             f"DE={meter['uart']['de']}" if board else meter["uart"]["device"]
     print(f"wrote {out}: {args.profile} as {args.module_id}, slave {meter['slave']}, "
@@ -177,7 +179,7 @@ def add_arguments(parser):
     new.add_argument("--slave", type=int, help="Modbus slave id (default: the profile's)")
     new.add_argument("--baud", type=int, help="line speed (default: the profile's)")
     new.add_argument("--parity", choices="NEO", help="parity (default: the profile's)")
-    new.add_argument("--wifi-ssid", help="join this Wi-Fi network (default on boards without Ethernet)")
+    new.add_argument("--wifi-ssid", help="join this Wi-Fi network (needed on boards without Ethernet)")
     new.add_argument("--wifi-password", help="Wi-Fi password")
     new.add_argument("--ntp", help="NTP server (default pool.ntp.org; without internet, the charger's own)")
     new.add_argument("-o", "--out", default="config.json", help="file to write (default: config.json)")

@@ -34,9 +34,8 @@ def add_arguments(parser):
 
 def run(args):
     """Verify, print the readings, and return 1 when the signature does not hold."""
-    text = _text(args.record)
-    record, enclosed = _record(text)
-    key_text, origin = (_text(args.key), "given") if args.key else (enclosed or record.key, "enclosed")
+    record, enclosed = _record(_record_text(args.record))
+    key_text, origin = (_key_text(args.key), "given") if args.key else (enclosed or record.key, "enclosed")
     if not key_text:
         raise CommandError("no public key: give --key (the meter's key, hex DER)")
     try:
@@ -54,17 +53,24 @@ def run(args):
     return 0 if valid else 1
 
 
-def _text(arg):
-    """arg itself, or stdin for -, or the file it names."""
+def _record_text(arg):
+    """arg itself when it is a record or JSON, stdin for -, else the file it names."""
     if arg == "-":
-        return sys.stdin.read()
-    stripped = arg.strip()
-    if stripped.startswith(("OCMF|", "{")) or not Path(arg).is_file():
-        return stripped
+        return sys.stdin.read().strip()
+    if arg.strip().startswith(("OCMF|", "{")):
+        return arg.strip()
     try:
         return Path(arg).read_text().strip()
     except (OSError, UnicodeError) as e:
-        raise CommandError(f"{arg}: {e}") from e
+        raise CommandError(f"{arg}: neither an OCMF record nor a readable file ({e})") from e
+
+
+def _key_text(arg):
+    """The file arg names, if there is one, else arg itself."""
+    try:
+        return Path(arg).read_text().strip() if Path(arg).is_file() else arg
+    except (OSError, UnicodeError):  # e.g. a key longer than a file name may be
+        return arg
 
 
 def _record(text):

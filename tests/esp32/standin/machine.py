@@ -6,7 +6,8 @@ framing (FRAMES), and every release of an RS-485 transceiver's DE pin (RELEASES)
 transceiver lost because they arrived while DE was still high (its receiver is off then).
 Wiring comes from the environment: STANDIN_UART<id>=<pty path>, STANDIN_UART<id>_DE=<gpio>,
 STANDIN_PIN<gpio>=<input level>, STANDIN_RESET_CAUSE=<PWRON_RESET|WDT_RESET|...>,
-STANDIN_RTC=set (the RTC kept a valid time over the reset; else it starts at 2000-01-01).
+STANDIN_RTC=set (the RTC kept a valid time over the reset; else it starts at 2000-01-01),
+STANDIN_NO_TXDONE=1 (a firmware older than UART.txdone()).
 """
 
 import os
@@ -129,6 +130,8 @@ class UART:
         self._poll.register(self._f, select.POLLIN)
         self._rx = bytearray()
         self._tx_end = time.ticks_us()
+        if os.getenv("STANDIN_NO_TXDONE"):
+            self.txdone = None  # MicroPython before 1.20 has no UART.txdone()
         de = os.getenv(f"STANDIN_UART{id}_DE")
         self._de = int(de) if de else None
         if self._de is not None:
