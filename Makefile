@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/meterbridge demo $(if $(BROKER),--broker $(BROKER))
 
 test: setup
-	$(BIN)/ruff check host tests tools bench
+	$(BIN)/ruff check firmware host tests tools bench
 	$(BIN)/pytest -q tests
 
 bench: setup

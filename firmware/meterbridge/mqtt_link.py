@@ -9,9 +9,9 @@ import asyncio
 import gc
 import random
 import time
+from asyncio import core
 
 import umqtt.simple
-from asyncio import core
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 

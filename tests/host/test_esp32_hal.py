@@ -17,19 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from rtu import crc16
+
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "esp32" / "standin"
 MICROPYTHON = str(REPO / ".venv" / "bin" / "micropython")
 MICROPYPATH = ":".join([".frozen", str(STANDIN), str(REPO / "firmware"), str(REPO / "build" / "lib")])
-
-
-def crc16(data):
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 class Meter:

@@ -14,22 +14,13 @@ from decimal import Decimal
 import pytest
 
 from meterbridge.codec import decode_exact, load_profile
+from rtu import crc16
 
 SDM = load_profile("eastron_sdm630_v2")
 SMALL = {"name": "small", "function_code": 3, "word_order": "little", "defaults": {"slave": 5},
          "max_read": 10, "holes": [[100, 199]],
          "fields": {"voltage_V.L1": {"reg": 0, "type": "u32", "exp10": -1},
                     "energy_Wh_import.total": {"reg": 200, "type": "u64", "exp10": 1}}}
-
-
-def crc16(data):
-    """Modbus CRC-16 (0xA001 reflected, start 0xFFFF); 0 over a frame that ends in its CRC."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def adu(*values, fmt=">BBHH"):

@@ -10,6 +10,7 @@ import network
 import ntptime
 from micropython import const
 
+from .. import storage
 from ..log import ERROR, INFO, WARN, log
 
 PLATFORM = "esp32"
@@ -92,35 +93,7 @@ def supported_baud(baud):
     return 300 <= baud <= 5000000
 
 
-class Storage:
-    """Small files in a littlefs directory, replaced atomically (a new file renamed over the old)."""
-
-    def __init__(self, root):
-        self.root = root
-        try:
-            os.mkdir(root)
-        except OSError:
-            pass  # already there
-
-    def _path(self, name):
-        return self.root + "/" + name
-
-    def read(self, name):
-        try:
-            with open(self._path(name), "rb") as f:
-                return f.read()
-        except OSError:
-            return None
-
-    def write(self, name, data):
-        tmp = self._path(name + ".new")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        try:
-            os.rename(tmp, self._path(name))  # littlefs replaces the old file atomically
-        except OSError:
-            os.remove(self._path(name))  # FAT refuses to rename over a file
-            os.rename(tmp, self._path(name))
+Storage = storage.Storage  # the same on every platform; re-exported for the app
 
 
 class Watchdog:

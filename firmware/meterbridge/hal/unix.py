@@ -9,6 +9,8 @@ import time
 
 from micropython import const
 
+from .. import storage
+
 PLATFORM = "unix"
 
 # Linux <asm-generic/termbits.h> speed codes; the unix port's termios lacks the slower ones
@@ -71,31 +73,7 @@ def supported_baud(baud):
     return baud in _SPEEDS
 
 
-class Storage:
-    """Small files in a directory, replaced atomically (write a new file, then rename over the old)."""
-
-    def __init__(self, root):
-        self.root = root
-        try:
-            os.mkdir(root)
-        except OSError:
-            pass  # already there
-
-    def _path(self, name):
-        return self.root + "/" + name
-
-    def read(self, name):
-        try:
-            with open(self._path(name), "rb") as f:
-                return f.read()
-        except OSError:
-            return None
-
-    def write(self, name, data):
-        tmp = self._path(name + ".new")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.rename(tmp, self._path(name))
+Storage = storage.Storage  # the same on every platform; re-exported for the app
 
 
 def epoch_ms():
