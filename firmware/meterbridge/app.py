@@ -55,8 +55,7 @@ class App:
                 master = Master(bus, m["baud"], bits, m["timeout_ms"], m["retries"])
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
-            tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof.name, hal.epoch_ms,
-                                        m["profile_path"], master, m["slave"])
+            tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof, hal.epoch_ms, master, m["slave"])
             mod = Module(Meter(m, prof, master), topics, tx)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():

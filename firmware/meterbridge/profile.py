@@ -25,8 +25,14 @@ Field = namedtuple("Field", ("obj", "key", "type", "exp10", "exact", "index", "r
                              "exp_offset"))
 
 
+# the registers each OCMF interface needs; the profile's "ocmf" section gives their addresses
+_OCMF = {"iskra": ("state", "command", "status", "zone", "time", "metadata_length", "payload_length",
+                   "signature_length", "algorithm", "time_status", "metadata", "payload", "public_key",
+                   "signature")}
+
+
 class Profile:
-    """A checked profile: name, fc, little (word order), max_read, defaults, fields, reads, objects."""
+    """A checked profile: name, fc, little (word order), max_read, defaults, fields, reads, objects, ocmf."""
 
 
 def _int(where, v, lo, hi):
@@ -97,7 +103,23 @@ def compile_profile(doc, baud=9600, parity="N"):
         p.fields.append(Field(obj, key, type_name, exp10, obj.startswith("energy"), i, read, offset, exp_read,
                               exp_offset))
     p.objects = _group(p.fields)
+    p.ocmf = _ocmf(doc.get("ocmf"))
     return p
+
+
+def _ocmf(spec):
+    """None, or {register name: address} of a signing meter's interface (its notes are left behind)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("interface") not in _OCMF:
+        raise ProfileError("ocmf.interface: must be one of %s" % ", ".join(_OCMF))
+    regs = spec.get("registers")
+    out = {}
+    for name in _OCMF[spec["interface"]]:
+        entry = regs.get(name) if isinstance(regs, dict) else None
+        out[name] = _int("ocmf.registers.%s.reg" % name, entry.get("reg") if isinstance(entry, dict) else None,
+                         0, 65535)
+    return out
 
 
 def _locate(reads, reg):

@@ -6,7 +6,6 @@ profile has an "ocmf" section gets ocmf.session's SignedTransactions instead, im
 """
 
 import gc
-import json
 
 from .everest_link import reply
 
@@ -21,16 +20,14 @@ class Transactions:
     key_due = False
 
     @staticmethod
-    def for_meter(journal, profile_name, clock, profile_path, master, slave):
-        """The transactions of a meter: signed ones when its profile file has an "ocmf" section."""
-        with open(profile_path) as f:
-            spec = json.load(f).get("ocmf")
-        if spec is None:
-            return Transactions(journal, profile_name, clock)
-        gc.collect()  # the rest of the profile document goes before the signing code comes in
+    def for_meter(journal, profile, clock, master, slave):
+        """The transactions of a meter: signed ones when its profile has an "ocmf" section."""
+        if profile.ocmf is None:
+            return Transactions(journal, profile.name, clock)
+        gc.collect()  # room for the signing code to come in
         from .ocmf.session import SignedTransactions
 
-        return SignedTransactions(journal, clock, spec, master, slave)
+        return SignedTransactions(journal, clock, profile.ocmf, master, slave)
 
     def __init__(self, journal, profile_name, clock):
         self.journal = journal

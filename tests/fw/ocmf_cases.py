@@ -7,10 +7,10 @@ The profile path is the first argument.
 import json
 import sys
 
+from meterbridge import profile
 from meterbridge.ocmf.iskra import Iskra, minimal_der
 
-with open(sys.argv[1]) as f:
-    driver = Iskra(json.load(f)["ocmf"], None, 1)
+driver = Iskra(profile.load(sys.argv[1]).ocmf, None, 1)
 while True:
     line = sys.stdin.readline()
     if not line.strip():

@@ -2,13 +2,14 @@
 
 Protocol facts from EVerest's RsIskraMeter driver (everest-core modules/HardwareDrivers/PowerMeters/
 RsIskraMeter/src/main.rs and utils.rs, written after Iskra's WM3M4 manual v1.14; docs/ocmf.md §3).
-The register addresses come from the profile's "ocmf" section, which names their sources.
+The register addresses come from the profile's "ocmf" section (checked by profile.py), which names their sources.
 """
 
 import asyncio
 import binascii
 import json
 import time
+from array import array
 
 from micropython import const
 
@@ -27,15 +28,14 @@ _SETTLE_MS = const(16000)  # RsIskraMeter waits up to 1 s for the state to chang
 _POLL_MS = const(20)
 _SIG_MAX = const(72)  # longest DER ECDSA P-256 signature
 _KEY_BYTES = const(64)  # public key X‖Y
+_HEAD = const(5)  # "OCMF|" before the payload in the record buffer
+_TAIL = const(154)  # |{"SD":"…"} after it: 8 + the signature's hex + 2
 # DER SubjectPublicKeyInfo header of a P-256 key, followed by X‖Y (RsIskraMeter PUBLIC_KEY_PREFIX)
 _SPKI_P256 = "3059301306072A8648CE3D020106082A8648CE3D03010703420004"
 _NO_ID = '{"FV":"1.0","IS":false,"IT":"NONE"}'  # metadata when the journal lost the transaction's own
 # one string rather than a dict of them: 0.5 KB less RAM (RsIskraMeter SignatureStatus)
 _STATUS = ("signature status %d (128 date/time, 129 checksum, 130 command, 131 state, 132 measurement, "
            "133 test mode, 243-255 internal error)")
-_REGISTERS = ("state", "command", "status", "zone", "time", "metadata_length", "payload_length",
-              "signature_length", "algorithm", "time_status", "metadata", "payload", "public_key",
-              "signature")
 
 
 def _hex(b):
@@ -72,20 +72,15 @@ def minimal_der(sig):
 class Iskra:
     """One Iskra meter's OCMF interface, reached through a Modbus master."""
 
-    def __init__(self, spec, master, slave):
-        regs = spec.get("registers")
-        self._r = {}
-        for name in _REGISTERS:
-            entry = regs.get(name) if isinstance(regs, dict) else None
-            reg = entry.get("reg") if isinstance(entry, dict) else None
-            if type(reg) is not int or not 0 <= reg <= 0xFFFF:
-                raise ValueError("ocmf.registers.%s.reg: must be an address 0..65535" % name)
-            self._r[name] = reg
+    def __init__(self, registers, master, slave):
+        self._r = registers  # {name: address}
         self._master = master
         self._slave = slave
         self._meta_max = 2 * (self._r["payload"] - self._r["metadata"])  # the payload follows the metadata
-        self._buf = bytearray(2 * (self._r["public_key"] - self._r["payload"]))  # and the key the payload
+        self._max = 2 * (self._r["public_key"] - self._r["payload"])  # and the key the payload
+        self._buf = bytearray(_HEAD + self._max + _TAIL)  # the whole OCMF record is put together here
         self._mv = memoryview(self._buf)
+        self._words = array("H", bytes(2 * MAX_WRITE))  # one FC16 write of metadata, built in place
 
     def metadata(self, req):
         """Metadata JSON (manual 6.5.15): the request's identification and EVSE; ValueError when too long."""
@@ -124,16 +119,19 @@ class Iskra:
         await self._settle(_IDLE)
 
     async def record(self):
-        """(payload exactly as the meter gave it, signature as hex DER) of the meter's last transaction."""
+        """The last transaction's OCMF record (payload byte for byte, signature as hex DER), put together in place."""
         n = await self._word("payload_length")
         m = await self._word("signature_length")
-        if not 0 < n <= len(self._buf) or not 0 < m <= _SIG_MAX:
+        if not 0 < n <= self._max or not 0 < m <= _SIG_MAX:
             raise MeterError("no signed record (payload %d bytes, signature %d bytes)" % (n, m))
         await self._read("signature", m)
-        sig = minimal_der(self._buf[:m])
-        await self._read("payload", n)
+        tail = ('|{"SD":"%s"}' % minimal_der(self._buf[:m])).encode()
+        await self._read("payload", n, _HEAD)
+        end = _HEAD + n + len(tail)
+        self._mv[:_HEAD] = b"OCMF|"  # after the signature, which was read into the buffer's start
+        self._mv[_HEAD + n : end] = tail
         try:
-            return str(self._mv[:n], "utf-8"), sig
+            return str(self._mv[:end], "utf-8")
         except UnicodeError:
             raise MeterError("the signed payload is not UTF-8 text") from None
 
@@ -164,21 +162,24 @@ class Iskra:
         if start:
             await self._set("algorithm", 0)
         data = meta.encode()
-        step = 2 * MAX_WRITE
-        for i in range(0, len(data), step):
-            chunk = data[i : i + step] + b"\x00"  # an odd length ends in a zero low byte
-            words = [chunk[j] << 8 | chunk[j + 1] for j in range(0, len(chunk) - 1, 2)]
-            await self._master.write(self._slave, self._r["metadata"] + i // 2, words)
+        words = self._words
+        n = len(data)
+        for i in range(0, n, 2 * MAX_WRITE):
+            k = 0
+            for j in range(i, min(i + 2 * MAX_WRITE, n), 2):
+                words[k] = data[j] << 8 | (data[j + 1] if j + 1 < n else 0)  # an odd length ends in a zero byte
+                k += 1
+            await self._master.write(self._slave, self._r["metadata"] + i // 2, memoryview(words)[:k])
         await self._set("metadata_length", len(data))
 
-    async def _read(self, name, n):
-        """Read n bytes from register name on into the buffer, MAX_READ registers at a time."""
+    async def _read(self, name, n, at=0):
+        """Read n bytes from register name on into the buffer from at on, MAX_READ registers at a time."""
         words = (n + 1) // 2
         done = 0
         while done < words:
             count = min(words - done, MAX_READ)
             await self._master.read(self._slave, FC_READ_HOLDING, self._r[name] + done, count)
-            self._mv[2 * done : 2 * (done + count)] = self._master.data()[: 2 * count]
+            self._mv[at + 2 * done : at + 2 * (done + count)] = self._master.data()[: 2 * count]
             done += count
 
     async def _settle(self, state):

@@ -28,14 +28,12 @@ class SignedTransactions:
 
     signs = True
 
-    def __init__(self, journal, clock, spec, master, slave):
-        if spec.get("interface") != "iskra":  # the one driver so far
-            raise ValueError("ocmf.interface %r: no driver for it" % (spec.get("interface"),))
-        from .iskra import Iskra
+    def __init__(self, journal, clock, registers, master, slave):
+        from .iskra import Iskra  # the one interface so far, as profile.py checked
 
         self.journal = journal
         self._clock = clock
-        self._meter = Iskra(spec, master, slave)
+        self._meter = Iskra(registers, master, slave)
         self.public_key = None  # hex DER, read once
         self.key_due = False
         self._key_failed = False  # retries are not logged again
@@ -87,15 +85,13 @@ class SignedTransactions:
                                           "ended by the meter); no signed record" % tid)
             elif tx or self.journal.last != tid or await self._meter.active():
                 return reply(_FAILED, "no open transaction %s" % tid)
-            payload, sd = await self._meter.record()
+            record = await self._meter.record()
         except (ModbusError, MeterError) as e:
             what = tid or "(all)"
             return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
         self.journal.save(None, tid)
         await self.fetch_key()
-        value = {"signed_meter_data": 'OCMF|%s|{"SD":"%s"}' % (payload, sd), "signing_method": "",
-                 "encoding_method": "OCMF"}
-        payload = None  # the record is in value now: one copy less in RAM while the reply is made
+        value = {"signed_meter_data": record, "signing_method": "", "encoding_method": "OCMF"}
         if self.public_key:
             value["public_key"] = self.public_key
         ms = self._clock()
