@@ -6,7 +6,7 @@ import time
 
 from micropython import const
 
-from . import everest_link, hal, log, powermeter
+from . import everest_link, hal, jsonout, log, powermeter
 from .everest_link import HEARTBEAT, START, RequestError
 from .journal import Journal
 from .meter import Meter
@@ -34,7 +34,7 @@ class Module:
         self.tx = transactions
         self.heartbeat = None
         # allocated with the module at start-up, while the heap still has contiguous room
-        self.out = powermeter.Writer(_JSON_BASE + _JSON_PER_FIELD * len(meter.profile.fields))
+        self.out = jsonout.Writer(_JSON_BASE + _JSON_PER_FIELD * len(meter.profile.fields))
 
 
 class App:
@@ -125,9 +125,15 @@ class App:
                     text = everest_link.reply("UNEXPECTED_ERROR", "out of memory handling the request")
                 if reply_to:
                     self.link.publish(mod.topics.reply(reply_to), text)
-            for mod in self.modules:  # not while the meter fails: a try would hold the bus for its timeouts
-                if mod.tx.key_due and not mod.meter.failures and await mod.tx.fetch_key():
-                    mod.tx.key_due = not self.link.publish(mod.topics.public_key, '"%s"' % mod.tx.public_key)
+            try:
+                await self._publish_keys()
+            except MemoryError:
+                gc.collect()  # tried again on the next turn
+
+    async def _publish_keys(self):
+        for mod in self.modules:  # not while the meter fails: a try would hold the bus for its timeouts
+            if mod.tx.key_due and not mod.meter.failures and await mod.tx.fetch_key():
+                mod.tx.key_due = not self.link.publish(mod.topics.public_key, '"%s"' % mod.tx.public_key)
 
     async def _poll(self, mod):
         meter = mod.meter

@@ -13,24 +13,9 @@ def timestamp(ms, gmtime):
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], ms % 1000)
 
 
-class Writer:
-    """Appends text to a preallocated buffer; the poll loop builds each dataset without a big string."""
-
-    def __init__(self, size):
-        self.buf = bytearray(size)
-        self.mv = memoryview(self.buf)
-        self.n = 0
-
-    def put(self, s):
-        if type(s) is str:
-            s = s.encode()  # small and short-lived; the big buffer is never reallocated
-        n = self.n + len(s)
-        self.mv[self.n : n] = s  # raises ValueError past the end: the buffer is sized for the profile
-        self.n = n
-
 
 def build(out, profile, values, ts, meter_id):
-    """Write one dataset's JSON into out (a Writer); False when it must not be published.
+    """Write one dataset's JSON into out (a jsonout.Writer); False when it must not be published.
 
     values[i] is (mantissa, exp10) or None for profile.fields[i]. EVerest requires
     energy_Wh_import.total, so a dataset without it is not published. Objects missing the key

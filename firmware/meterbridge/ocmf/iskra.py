@@ -119,7 +119,7 @@ class Iskra:
         await self._settle(_IDLE)
 
     async def record(self):
-        """The last transaction's OCMF record (payload byte for byte, signature as hex DER), put together in place."""
+        """The last transaction's OCMF record (payload byte for byte, signature as hex DER), in place, as bytes."""
         n = await self._word("payload_length")
         m = await self._word("signature_length")
         if not 0 < n <= self._max or not 0 < m <= _SIG_MAX:
@@ -130,10 +130,7 @@ class Iskra:
         end = _HEAD + n + len(tail)
         self._mv[:_HEAD] = b"OCMF|"  # after the signature, which was read into the buffer's start
         self._mv[_HEAD + n : end] = tail
-        try:
-            return str(self._mv[:end], "utf-8")
-        except UnicodeError:
-            raise MeterError("the signed payload is not UTF-8 text") from None
+        return self._mv[:end]  # valid until the next read; the reply copies it, escaped
 
     async def public_key(self):
         """The meter's OCMF key as hex DER SubjectPublicKeyInfo."""

@@ -10,7 +10,9 @@ The record is the meter's: its payload is passed on byte for byte, nothing is ma
 meter cannot be reached (UNEXPECTED_ERROR with the reason, and the journal keeps the transaction).
 """
 
-from .. import hal, powermeter
+from micropython import const
+
+from .. import hal, jsonout, powermeter
 from ..everest_link import reply
 from ..log import WARN, log
 from ..modbus.rtu import ModbusError
@@ -21,6 +23,7 @@ _FAILED = "UNEXPECTED_ERROR"
 _STARTING = "starting"
 _RUNNING = "running"
 _STOPPING = "stopping"
+_REPLY_EXTRA = const(512)  # status, field names, hex public key (182 characters) and timestamp
 
 
 class SignedTransactions:
@@ -85,19 +88,35 @@ class SignedTransactions:
                                           "ended by the meter); no signed record" % tid)
             elif tx or self.journal.last != tid or await self._meter.active():
                 return reply(_FAILED, "no open transaction %s" % tid)
+            await self.fetch_key()  # first: reading the key reuses the buffer the record is read into
             record = await self._meter.record()
         except (ModbusError, MeterError) as e:
             what = tid or "(all)"
             return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
+        try:
+            text = self._signed_reply(record)
+        except UnicodeError:
+            return reply(_FAILED, "the meter's signed record is not UTF-8 text; not passed on")
         self.journal.save(None, tid)
-        await self.fetch_key()
-        value = {"signed_meter_data": record, "signing_method": "", "encoding_method": "OCMF"}
+        return text
+
+    def _signed_reply(self, record):
+        """The OK StopTransactionReply with the record: one buffer of the exact size, no string copies."""
+        out = jsonout.Writer(jsonout.string_size(record) + _REPLY_EXTRA)
+        out.put(b'{"status":"OK","signed_meter_value":{"signed_meter_data":')
+        out.put_string(record)
+        out.put(b',"signing_method":"","encoding_method":"OCMF"')
         if self.public_key:
-            value["public_key"] = self.public_key
+            out.put(b',"public_key":"')
+            out.put(self.public_key)
+            out.put(b'"')
         ms = self._clock()
         if ms is not None:
-            value["timestamp"] = powermeter.timestamp(ms, hal.gmtime)
-        return reply(_OK, None, signed_meter_value=value)
+            out.put(b',"timestamp":"')
+            out.put(powermeter.timestamp(ms, hal.gmtime))
+            out.put(b'"')
+        out.put(b"}}")
+        return out.mv[: out.n]
 
     async def _stop_running(self, why):
         """End whatever transaction the meter still runs, without a reply (nobody asked for its record)."""
