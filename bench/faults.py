@@ -78,7 +78,7 @@ def soak_rows(work, cycles):
     floor = min(f for f, _, _ in heap[len(heap) // 4:]) if heap else 0
     ok = run["alive"] and "MemoryError" not in run["log"] and flat(heap)
     return [row(f"soak: {heap[-1][2] if heap else 0} poll cycles, {run['transactions']} transactions, "
-                f"{run['restarts']} broker restarts at -X heapsize=100k", f"heap floor {floor} B",
+                f"{run['restarts']} broker restarts at -X heapsize=64k, code in ROMFS", f"heap floor {floor} B",
                 f"free after boot {heap[0][0] if heap else 0} B", target="no MemoryError, flat floor", ok=ok)]
 
 

@@ -45,20 +45,20 @@ def _why(text):
     return " — ".join(lines[i - 1 : i + 1]) if i and lines[i - 1].startswith("File ") else lines[i]
 
 
-def _run(rig, ev, heapsize, seconds):
+def _run(rig, ev, heapsize, form, seconds):
     """The firmware at heapsize for `seconds` under requests; (kept publishing and answering, sent, its log)."""
     start = ev.mark()
-    proc = rig.spawn(*rig.command(heapsize=heapsize))
+    proc = rig.spawn(*rig.command(heapsize=heapsize, form=form))
     values, missed, sent = _drive(proc, ev, start, time.monotonic() + seconds)
     healthy = proc.poll() is None and values >= seconds // 2 and missed == 0
     procs.stop(proc)
     return healthy, sent, rig.fw_log.read_bytes()
 
 
-def _starts(rig, ev, heapsize):
+def _starts(rig, ev, heapsize, form):
     """True when the firmware reaches its first values at heapsize."""
     start = ev.mark()
-    proc = rig.spawn(*rig.command(heapsize=heapsize))
+    proc = rig.spawn(*rig.command(heapsize=heapsize, form=form))
     deadline = time.monotonic() + 5
     try:
         while proc.poll() is None and time.monotonic() < deadline and not _values(ev, start):
@@ -68,23 +68,26 @@ def _starts(rig, ev, heapsize):
         procs.stop(proc)
 
 
-def _smallest(rig, ev, lo=16, hi=256):
+def _smallest(rig, ev, form, lo=16, hi=256):
     """The smallest -X heapsize in KiB (lo < it <= hi) at which the firmware reaches its first values."""
-    if not _starts(rig, ev, f"{hi}k"):
+    if not _starts(rig, ev, f"{hi}k", form):
         return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _starts(rig, ev, f"{mid}k") else (mid, hi)
+        lo, hi = (lo, mid) if _starts(rig, ev, f"{mid}k", form) else (mid, hi)
     return hi
 
 
-def rows(workdir, port, heapsize, seconds=20):
-    """Free after boot and whether the firmware keeps running, then its floor; or, failing that, the heap it needs."""
-    name = f"-X heapsize={heapsize}"
+def rows(workdir, port, heapsize, form="mpy", seconds=20):
+    """Free after boot and whether the firmware keeps running, then its floor; or, failing that, the heap it needs.
+
+    form "mpy" loads the code from .mpy files into the heap; "rom" runs it in place from a ROMFS image.
+    """
+    name = f"-X heapsize={heapsize}, code {'in ROMFS' if form == 'rom' else 'from .mpy files'}"
     size = int(heapsize.rstrip("k")) * 1024
     with Rig(workdir, port, log_level="debug", heap_log_s=1) as rig, \
             EverestClient("127.0.0.1", port, rig.module_id) as ev:
-        healthy, sent, log = _run(rig, ev, heapsize, seconds)
+        healthy, sent, log = _run(rig, ev, heapsize, form, seconds)
         boot = _BOOT.search(log)
         live = [int(n) for n in _LIVE.findall(log)]
         value = f"{boot.group(1).decode()} B" if boot else "does not start"
@@ -98,7 +101,7 @@ def rows(workdir, port, heapsize, seconds=20):
         if healthy:
             return [first, failed(f"heap free floor, {name}", "no debug heap line in the firmware's log")]
         first["value"] += f"; {_why(log)}"
-        need = _smallest(rig, ev)
+        need = _smallest(rig, ev, form)
         return [first, row("smallest -X heapsize at which the firmware reaches its first values",
                            f"{need}k" if need else "> 256k", heapsize, need * 1024 / size if need else None,
                            f"≤ {heapsize}", False)]

@@ -53,9 +53,9 @@ class Rig:
                 raise TimeoutError(f"simulator not serving:\n{self.sim_log.read_text(errors='replace')}")
             time.sleep(0.02)
 
-    def command(self, script=None, args=(), heapsize=None):
+    def command(self, script=None, args=(), heapsize=None, form="mpy"):
         """The unix-port command line and environment for the firmware, or for `script` with the same path."""
-        cmd, env = procs.firmware_command(self.config, heapsize)
+        cmd, env = procs.firmware_command(self.config, heapsize, form)
         if script is not None:
             cmd = cmd[:-2] + [str(script), *map(str, args)]
         return cmd, env

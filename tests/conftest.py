@@ -30,7 +30,7 @@ class Bridge:
     """One simulated meter on a pty and the firmware reading it, as real processes."""
 
     def __init__(self, workdir, broker_port, profile="eastron_sdm630_v2", slave=1, baud=9600, prefix="",
-                 module_id="pm1", period_ms=500, sim_args=(), heapsize=HEAPSIZE, meter=None):
+                 module_id="pm1", period_ms=500, sim_args=(), heapsize=HEAPSIZE, meter=None, form="mpy"):
         self.dir = workdir
         self.port = broker_port
         self.prefix = prefix
@@ -40,6 +40,7 @@ class Bridge:
         self.log_path = workdir / "firmware.log"
         self.sim_log = workdir / "sim.log"
         self.heapsize = heapsize
+        self.form = form
         self.sim_cmd = ["--profile", profile, "--slave", str(slave), "--baud", str(baud), "--link", self.link,
                         "--truth", str(self.truth_path), *sim_args]
         m = {"module_id": module_id, "profile": profile, "slave": slave, "baud": baud, "period_ms": period_ms,
@@ -57,7 +58,7 @@ class Bridge:
     def start_firmware(self):
         path = self.dir / "config.json"
         path.write_text(json.dumps(self.config))
-        self.fw = procs.start_firmware(path, self.heapsize, log=open(self.log_path, "ab"))
+        self.fw = procs.start_firmware(path, self.heapsize, log=open(self.log_path, "ab"), form=self.form)
 
     def start(self):
         self.start_sim()

@@ -16,11 +16,11 @@ def heap_lines(log):
     return [tuple(map(int, m.groups())) for m in _HEAP.finditer(log)]
 
 
-def soak(workdir, cycles, restarts, heapsize="100k", timeout=1800):
+def soak(workdir, cycles, restarts, heapsize="64k", form="rom", timeout=1800):
     """Run until the firmware has polled `cycles` times; return its heap lines and what was done."""
     port = procs.free_port()
     broker = procs.start_mosquitto(port, workdir)
-    b = Bridge(workdir / "b", port, profile=SOAK_PROFILE, baud=115200, period_ms=10, heapsize=heapsize,
+    b = Bridge(workdir / "b", port, profile=SOAK_PROFILE, baud=115200, period_ms=10, heapsize=heapsize, form=form,
                meter={"timeout_ms": 100})
     b.dir.mkdir()
     b.config.update(log_level="debug", heap_log_s=2)

@@ -63,7 +63,7 @@ class App:
         self._queue = []
         self.dropped = 0
         self._wake = asyncio.Event()
-        self.heap_min = gc.mem_free()
+        self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
         self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect,
                              cfg["broker"]["max_payload"])

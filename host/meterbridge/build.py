@@ -45,3 +45,46 @@ def firmware(dest=paths.REPO / "build" / "mpy", arch=None):
     compile_tree(paths.LIB, dest / "lib", arch)
     shutil.copytree(paths.PROFILES, dest / "profiles", dirs_exist_ok=True)
     return dest
+
+
+
+def romfs_image(files):
+    """A ROMFS image of {device path: bytes}, for /rom on a board with a ROMFS partition.
+
+    .mpy code in it runs in place from flash: the heap holds only the objects the code creates,
+    as with frozen modules, instead of a copy of all the bytecode and its strings.
+    """
+    from mpremote.romfs import VfsRomWriter
+
+    tree = {}
+    for path, data in files.items():
+        *dirs, name = path.split("/")
+        node = tree
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[name] = data
+    writer = VfsRomWriter()
+
+    def add(node):
+        for name, item in sorted(node.items()):
+            if isinstance(item, dict):
+                writer.opendir(name)
+                add(item)
+                writer.closedir()
+            else:
+                writer.mkfile(name, item)
+
+    add(tree)
+    return writer.finalise()
+
+
+def romfs(tree):
+    """The compiled tree's package, libraries and profiles as a ROMFS image file beside it."""
+    tree = Path(tree)
+    files = {p.relative_to(tree).as_posix(): p.read_bytes()
+             for top in ("meterbridge", "lib", "profiles") for p in sorted((tree / top).rglob("*")) if p.is_file()}
+    dest = tree.parent / (tree.name + ".romfs")
+    part = dest.with_suffix(".part")
+    part.write_bytes(romfs_image(files))
+    part.replace(dest)  # a runner starting meanwhile reads the old image or the new, never half of one
+    return dest

@@ -8,6 +8,8 @@ the config names. Hashes are computed on the device, so nothing trusts a manifes
 import hashlib
 import json
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from .errors import CommandError
 HAL = {"esp32": "esp32", "linux": "unix"}  # sys.platform -> the HAL module that platform runs
 MPY_VERSION = 6  # what mpy-cross 1.2x emits; bytecode .mpy load on any firmware of the same major version
 DIRS = ("meterbridge", "lib/umqtt", "profiles")  # owned by deploy: anything else in them is removed
+ROM_DIRS = ("meterbridge/", "lib/", "profiles/")  # what deploy --romfs puts in the ROMFS image
 SAFE_FLAG = "safemode"  # boot.py stays in the REPL while it exists
 STARTS = "starts"  # boot.py's crash-loop count
 
@@ -181,6 +184,19 @@ class Device:
             self._t.fs_rmfile(path)
         except (TransportError, OSError):
             pass  # already gone
+
+    def write_romfs(self, image):
+        """Replace the device's first ROMFS partition with image (`mpremote romfs deploy`)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "meterbridge.romfs"
+            path.write_bytes(image)
+            self.close()
+            done = subprocess.run([sys.executable, "-m", "mpremote", "connect", self.port, "resume", "romfs",
+                                   "deploy", str(path)], capture_output=True, text=True)
+            self._connect(10)
+        if done.returncode:
+            said = (done.stdout + done.stderr).strip().splitlines()
+            raise CommandError(f"{self.port}: writing the ROMFS image failed: {said[-1] if said else done.returncode}")
 
     def reset(self, wait_s=None):
         """machine.reset(); with wait_s, reconnect once the board is back in the REPL."""

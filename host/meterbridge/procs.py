@@ -79,25 +79,31 @@ def start_sim(args, log=subprocess.DEVNULL):
                             stdout=log, stderr=log)
 
 
-def firmware_command(config_path, heapsize=None, source=False):
+def firmware_command(config_path, heapsize=None, form="mpy"):
     """The unix-port command line and environment that run the firmware with a config.
 
-    By default the firmware runs as .mpy compiled by mpy-cross, as on a board; source=True runs
-    the .py files directly (tracebacks with line numbers, more RAM).
+    form "mpy" (default) runs .mpy compiled by mpy-cross from files, as on a board; "rom" runs
+    the same .mpy in place from a ROMFS image (romrun), as on a board with a ROMFS partition or
+    frozen code; "source" runs the .py files (tracebacks with line numbers, more RAM).
     """
-    root = paths.FIRMWARE if source else build.firmware()
-    lib = paths.LIB if source else root / "lib"
+    env = dict(os.environ)
+    config = str(Path(config_path).resolve())
+    if form == "rom":
+        image = build.romfs(build.firmware())
+        env["MICROPYPATH"] = ".frozen"
+        return [sys.executable, "-m", "meterbridge.romrun", str(image), heapsize or "", config], env
+    root = paths.FIRMWARE if form == "source" else build.firmware()
+    lib = paths.LIB if form == "source" else root / "lib"
     cmd = [paths.micropython()]
     if heapsize:
         cmd += ["-X", f"heapsize={heapsize}"]
-    env = dict(os.environ)
     env["MICROPYPATH"] = os.pathsep.join([".frozen", str(root), str(lib)])
-    return cmd + [str(root / "main.py"), str(Path(config_path).resolve())], env
+    return cmd + [str(root / "main.py"), config], env
 
 
-def start_firmware(config_path, heapsize=None, log=subprocess.DEVNULL, cwd=None, source=False):
+def start_firmware(config_path, heapsize=None, log=subprocess.DEVNULL, cwd=None, form="mpy"):
     """The real firmware under the MicroPython unix port."""
-    cmd, env = firmware_command(config_path, heapsize, source)
+    cmd, env = firmware_command(config_path, heapsize, form)
     return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=log)
 
 

@@ -189,6 +189,9 @@ class FakeBoard:
     def remove(self, path):
         self.calls.append(("remove", path))
 
+    def write_romfs(self, image):
+        self.calls.append(("romfs", image))
+
     def reset(self, wait_s=None):
         self.calls.append(("reset", wait_s))
 
@@ -223,6 +226,27 @@ def test_on_a_board_the_copy_runs_in_safe_mode_and_ends_with_a_reset(board, tmp_
     assert "meterbridge/hal/unix.mpy" not in writes
     assert board[-4:] == [("remove", "starts"), ("remove", "safemode"), ("reset", None), ("close",)]
     assert kinds.count("reset") == 2
+
+
+def test_romfs_puts_code_and_profiles_in_the_image_and_the_rest_in_files(board, tmp_path, capsys):
+    status, out, err = run_deploy(capsys, "/dev/ttyUSB0", board_config(tmp_path, capsys), tmp_path, "--romfs")
+    assert status == 0, err
+    image = next(c[1] for c in board if c[0] == "romfs")
+    assert image.startswith(b"\xd2\xcd\x31")  # the ROMFS header (micropython extmod/vfs_rom.c)
+    for name in (b"esp32.mpy", b"simple.mpy", b"eastron_sdm630_v2.json", b"app.mpy"):
+        assert name in image
+    assert b"unix.mpy" not in image
+    writes = {c[1] for c in board if c[0] == "write"}
+    assert {"boot.py", "main.py", "config.json", "board.json"} <= writes
+    assert not [w for w in writes if w.startswith(deploy.ROM_DIRS)]  # earlier file copies become stale
+    assert [c[0] for c in board].index("romfs") > [c[0] for c in board].index("reset")  # in safe mode
+
+
+def test_romfs_on_a_device_without_a_rom_partition_fails_clearly(device, tmp_path, capsys):
+    tty, root = device
+    status, _, err = run_deploy(capsys, tty, unix_config(tmp_path), tmp_path, "--romfs")
+    assert status == 1 and "ROMFS image failed" in err and "ROMFS is not enabled" in err, err
+    assert not (root / "config.json").exists()
 
 
 def test_no_reset_leaves_the_board_in_safe_mode(board, tmp_path, capsys):

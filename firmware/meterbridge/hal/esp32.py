@@ -226,7 +226,8 @@ def config_path():
 
 
 def profiles_dir():
-    return "profiles"
+    """profiles/ beside the package: in /rom when the code runs from a ROMFS partition."""
+    return "/rom/profiles" if __file__.startswith("/rom/") else "profiles"
 
 
 def default_storage_dir():

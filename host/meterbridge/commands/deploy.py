@@ -9,7 +9,7 @@ reset: its soft reset would end the process.
 import json
 from pathlib import Path
 
-from .. import boards, deploy, paths
+from .. import boards, build, deploy, paths
 from ..errors import CommandError
 from .config import check
 
@@ -22,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--board", help="board file to install (default: the config's \"board\")")
     parser.add_argument("--build-dir", default=str(paths.REPO / "build" / "deploy"),
                         help="where compiled .mpy files are kept between runs")
+    parser.add_argument("--romfs", action="store_true",
+                        help="put code and profiles in the board's ROMFS partition, where they run in place "
+                             "and leave about 20 KB more RAM free (needs firmware built with ROMFS)")
     parser.add_argument("--no-reset", action="store_true", help="leave the board in safe mode after copying")
 
 
@@ -46,6 +49,12 @@ def _tree(args, platform):
     return items
 
 
+def _split_rom(items):
+    """(files to copy, ROMFS image): code, umqtt and profiles go into the image, the rest stay files."""
+    rom = {item.path: item.data for item in items if item.path.startswith(deploy.ROM_DIRS)}
+    return [item for item in items if item.path not in rom], build.romfs_image(rom)
+
+
 def run(args):
     device = deploy.Device(args.port)
     try:
@@ -54,11 +63,16 @@ def run(args):
             raise CommandError(f"the device runs .mpy version {mpy}, mpy-cross makes {deploy.MPY_VERSION}: "
                                "flash a current MicroPython (meterbridge flash)")
         items = _tree(args, platform)
+        if args.romfs:
+            items, image = _split_rom(items)
         on_board = platform == "esp32"
         if on_board:
             print("resetting into safe mode for the copy")
             device.write(deploy.SAFE_FLAG, b"")
             device.reset(wait_s=20)
+        if args.romfs:
+            print(f"writing the ROMFS image ({len(image)} bytes)")
+            device.write_romfs(image)
         copy, stale = deploy.plan(items, device.hashes(items))
         print(f"{args.port}: {platform}, {len(items)} files, {len(copy)} to copy, {len(stale)} to remove")
         for i, item in enumerate(copy, 1):
