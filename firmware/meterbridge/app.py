@@ -6,7 +6,7 @@ import time
 
 from micropython import const
 
-from . import everest_link, hal, jsonout, log, powermeter
+from . import everest_link, hal, log, powermeter
 from .everest_link import HEARTBEAT, START, RequestError
 from .journal import Journal
 from .meter import Meter
@@ -16,8 +16,6 @@ from .supervisor import Supervisor
 from .transactions import Transactions
 
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
-_JSON_BASE = const(128)  # timestamp, meter_id and braces of one Powermeter message
-_JSON_PER_FIELD = const(48)  # one ,"key":number; an exact float32 energy has up to ~30 digits
 _QUEUE = const(8)  # pending requests at most; more are dropped and counted
 _IDLE_BEAT_MS = const(1000)  # an idle request task still shows it is alive this often
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
@@ -28,25 +26,28 @@ _SLACK_MS = const(1000)
 class Module:
     """One EVerest powermeter module: a meter, its topics and its transactions."""
 
-    def __init__(self, meter, topics, transactions):
+    def __init__(self, meter, topics, transactions, out):
         self.meter = meter
         self.topics = topics
         self.tx = transactions
         self.heartbeat = None
-        # allocated with the module at start-up, while the heap still has contiguous room
-        self.out = jsonout.Writer(_JSON_BASE + _JSON_PER_FIELD * len(meter.profile.fields))
+        self.out = out  # a jsonout.Writer for its datasets
 
 
 class App:
-    """Wires meters, buses and the broker together and runs them."""
+    """Wires meters, buses and the broker together and runs them.
 
-    def __init__(self, cfg, profiles):
+    The long-lived buffers come from start-up, made while the heap still had contiguous room: a
+    jsonout.Writer per meter (writers) and the buffer incoming messages are read into (rx).
+    """
+
+    def __init__(self, cfg, profiles, writers, rx):
         self.cfg = cfg
         storage = hal.Storage(cfg["storage"])
         buses = {}
         self.modules = []
         self._routes = {}
-        for m, prof in zip(cfg["meters"], profiles):
+        for m, prof, out in zip(cfg["meters"], profiles, writers):
             key = m["uart"].get("device") or m["uart"].get("id")
             master = buses.get(key)
             if master is None:
@@ -56,7 +57,7 @@ class App:
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
             tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof, hal.epoch_ms, master, m["slave"])
-            mod = Module(Meter(m, prof, master), topics, tx)
+            mod = Module(Meter(m, prof, master), topics, tx, out)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():
                 self._routes[topic] = (mod, kind)
@@ -65,8 +66,7 @@ class App:
         self._wake = asyncio.Event()
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
-        self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect,
-                             cfg["broker"]["max_payload"])
+        self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect, rx)
 
     def _on_connect(self):
         for mod in self.modules:

@@ -6,21 +6,25 @@ m * 2**e exactly, which is m * 5**-e * 10**e: an integer and a power of ten, car
 
 from micropython import const
 
-_TYPES = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2, "t5": 2, "t6": 2}
+TYPES = ("u16", "s16", "u32", "s32", "u64", "s64", "f32", "t5", "t6")  # raw() takes an index into it
+_WIDTHS = b"\x01\x01\x02\x02\x04\x04\x02\x02\x02"  # registers each type occupies
+S16 = const(1)
+_S32 = const(3)
+_S64 = const(5)
+_F32 = const(6)
+_T5 = const(7)
+_T6 = const(8)
 _SIG_DIGITS = const(7)  # a float32 carries 7 significant decimal digits; more would be noise
 
 
-def width(type_name):
-    """Registers a type occupies, or None for an unknown type."""
-    return _TYPES.get(type_name)
+def type_index(type_name):
+    """The index of a type's name in TYPES, or None when unknown."""
+    return TYPES.index(type_name) if type_name in TYPES else None
 
 
-def canonical(type_name):
-    """The type's own name string (shared by every field that uses it), or None when unknown."""
-    for t in _TYPES:
-        if t == type_name:
-            return t
-    return None
+def width(kind):
+    """Registers a type (an index into TYPES) occupies."""
+    return _WIDTHS[kind]
 
 
 def _word(buf, off):
@@ -35,22 +39,22 @@ def _unsigned(buf, off, words, little):
     return v
 
 
-def raw(buf, off, type_name, little):
-    """Decode the registers at buf[off:] to (mantissa, exp10), or None for "no value"."""
-    n = _TYPES[type_name]
-    if type_name == "t5" or type_name == "t6":
+def raw(buf, off, kind, little):
+    """Decode the registers of type TYPES[kind] at buf[off:] to (mantissa, exp10), or None for "no value"."""
+    if kind >= _T5:
         v = _unsigned(buf, off, 2, False)
         exp = v >> 24
         exp = exp - 256 if exp & 0x80 else exp
         m = v & 0xFFFFFF
-        if type_name == "t6" and m & 0x800000:
+        if kind == _T6 and m & 0x800000:
             m -= 0x1000000
         return m, exp
+    n = _WIDTHS[kind]
     v = _unsigned(buf, off, n, little)
     bits = 16 * n
-    if type_name == "f32":
+    if kind == _F32:
         return _float32(v)
-    if type_name[0] == "s":
+    if kind == S16 or kind == _S32 or kind == _S64:
         if v == (1 << (bits - 1)) - 1:
             return None  # ABB and others: max positive means "no value"
         if v >> (bits - 1):

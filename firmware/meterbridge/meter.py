@@ -10,6 +10,21 @@ from .modbus import rtu
 
 _OFFLINE_AFTER = const(2)  # failed cycles in a row before the meter counts as unreachable
 
+# A profile's field table (profile.py builds it): FIELD_BYTES bytes per Powermeter value, in the
+# order they are published. One bytes object instead of a tuple per value: 9 bytes, not ~100.
+OBJECT = const(0)  # index into powermeter.OBJECTS
+KEY = const(1)  # index into powermeter.KEYS
+TYPE = const(2)  # index into decode.TYPES
+EXP10 = const(3)  # the profile's exp10, plus EXP10_BIAS
+EXACT = const(4)  # 1 for energy: kept exact, never rounded to float32 digits
+READ = const(5)  # index into profile.reads
+OFFSET = const(6)  # byte offset of the value in that read's data
+EXP_READ = const(7)  # NO_EXP, or the read holding an s16 exponent register that scales the value
+EXP_OFFSET = const(8)
+FIELD_BYTES = const(9)
+EXP10_BIAS = const(128)
+NO_EXP = const(255)
+
 
 class Meter:
     """Reads one profile's plan from one slave; a cycle yields a whole dataset or nothing."""
@@ -21,8 +36,8 @@ class Meter:
         self.period_ms = cfg["period_ms"]
         self.profile = profile
         self.master = master
-        self.values = [None] * len(profile.fields)
-        self._exps = [0] * len(profile.fields)
+        self.values = [None] * profile.count  # (mantissa, exp10) or None per field
+        self._exps = [0] * profile.count
         self.online = False
         self.failures = 0
         self.last_ok = None  # ticks_ms of the last complete cycle
@@ -59,19 +74,23 @@ class Meter:
     def _take(self, i):
         data = self.master.data()
         little = self.profile.little
-        for f in self.profile.fields:
-            if f.read == i:
-                self.values[f.index] = decode.raw(data, f.offset, f.type, little)
-            if f.exp_read == i:
-                e = decode.raw(data, f.exp_offset, "s16", False)
-                self._exps[f.index] = e[0] if e else None
+        t = self.profile.fields
+        for j in range(self.profile.count):
+            at = j * FIELD_BYTES
+            if t[at + READ] == i:
+                self.values[j] = decode.raw(data, t[at + OFFSET], t[at + TYPE], little)
+            if t[at + EXP_READ] == i:
+                e = decode.raw(data, t[at + EXP_OFFSET], decode.S16, False)
+                self._exps[j] = e[0] if e else None
 
     def _finish(self):
         vals = self.values
-        for f in self.profile.fields:
-            v = vals[f.index]
-            e = self._exps[f.index]
+        t = self.profile.fields
+        for j in range(self.profile.count):
+            v = vals[j]
+            e = self._exps[j]
             if v is None or e is None:
-                vals[f.index] = None
+                vals[j] = None
             else:
-                vals[f.index] = decode.normalise(v[0], v[1] + f.exp10 + e, f.exact)
+                at = j * FIELD_BYTES
+                vals[j] = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])

@@ -39,13 +39,12 @@ async def _readable(sock):
 class MqttLink:
     """One broker connection with a retained online/offline status topic."""
 
-    def __init__(self, broker, subscriptions, on_message, on_connect, max_payload):
+    def __init__(self, broker, subscriptions, on_message, on_connect, rx):
         self._broker = broker
         self._subs = subscriptions
         self._on_message = on_message
         self._on_connect = on_connect
-        self._cap = max_payload
-        self._rx = bytearray(max_payload)  # once: a fragmented heap may not find it again later
+        self._rx = rx  # incoming messages up to len(rx) bytes are read into it; made once, at start-up
         self.status_topic = ("meterbridge/%s/status" % broker["client_id"]).encode()
         self.up = False
         self.connects = 0

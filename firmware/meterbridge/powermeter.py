@@ -1,10 +1,25 @@
 """The EVerest Powermeter object as JSON text, built from exact decimals (no float on the way)."""
 
-from . import decode
+from micropython import const
 
+from . import decode
+from .meter import FIELD_BYTES, KEY, OBJECT
+
+_BASE = const(128)  # timestamp, meter_id and braces of one Powermeter message
+_PER_FIELD = const(48)  # one ,"key":number; an exact float32 energy has up to ~30 digits
+
+# powermeter.yaml's Powermeter object and units.yaml's keys, in the order they are published
+OBJECTS = ("energy_Wh_import", "energy_Wh_export", "power_W", "voltage_V", "current_A", "frequency_Hz", "VAR")
+KEYS = ("total", "L1", "L2", "L3", "N")
+_IMPORT = const(0)  # energy_Wh_import: EVerest requires its total
 # units.yaml: Energy, Power and ReactivePower require "total"; Frequency requires "L1"
-_REQUIRED = {"energy_Wh_import": "total", "energy_Wh_export": "total", "power_W": "total", "VAR": "total",
-             "frequency_Hz": "L1"}
+_REQUIRED = b"\x00\x00\x00\xff\xff\x01\x00"  # per object: index into KEYS, or _ANY
+_ANY = const(0xFF)
+
+
+def text_size(profile):
+    """Bytes that are always enough for one dataset of this profile."""
+    return _BASE + _PER_FIELD * profile.count
 
 
 def timestamp(ms, gmtime):
@@ -13,13 +28,12 @@ def timestamp(ms, gmtime):
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], ms % 1000)
 
 
-
 def build(out, profile, values, ts, meter_id):
     """Write one dataset's JSON into out (a jsonout.Writer); False when it must not be published.
 
-    values[i] is (mantissa, exp10) or None for profile.fields[i]. EVerest requires
-    energy_Wh_import.total, so a dataset without it is not published. Objects missing the key
-    their schema requires are left out.
+    values[j] is (mantissa, exp10) or None for field j of profile.fields, which come grouped by
+    object. EVerest requires energy_Wh_import.total, so a dataset without it is not published.
+    Objects missing the key their schema requires are left out.
     """
     out.n = 0
     out.put(b'{"timestamp":"')
@@ -27,37 +41,43 @@ def build(out, profile, values, ts, meter_id):
     out.put(b'","meter_id":"')
     out.put(meter_id)
     out.put(b'"')
-    for obj, fields in profile.objects:
-        need = _REQUIRED.get(obj)
-        first = True
-        for f in fields:
-            if values[f.index] is None:
-                continue
-            if first:
-                if need and not _has(fields, values, need):
-                    if obj == "energy_Wh_import":
-                        return False
-                    break
-                out.put(b',"')
-                out.put(obj)
-                out.put(b'":{"')
-                first = False
-            else:
-                out.put(b',"')
-            out.put(f.key)
-            out.put(b'":')
-            m, e = values[f.index]
-            out.put(decode.to_text(m, e))
-        if not first:
-            out.put(b"}")
-        elif obj == "energy_Wh_import":
+    t = profile.fields
+    n = profile.count
+    j = 0
+    while j < n:
+        obj = t[j * FIELD_BYTES + OBJECT]
+        end = j + 1
+        while end < n and t[end * FIELD_BYTES + OBJECT] == obj:
+            end += 1
+        if _has(t, values, j, end, _REQUIRED[obj]):
+            _put_object(out, t, values, j, end, OBJECTS[obj])
+        elif obj == _IMPORT:
             return False
+        j = end
     out.put(b"}")
     return True
 
 
-def _has(fields, values, key):
-    for f in fields:
-        if f.key == key and values[f.index] is not None:
+def _put_object(out, t, values, j, end, name):
+    out.put(b',"')
+    out.put(name)
+    out.put(b'":{')
+    first = True
+    for k in range(j, end):
+        if values[k] is None:
+            continue
+        out.put(b'"' if first else b',"')
+        first = False
+        out.put(KEYS[t[k * FIELD_BYTES + KEY]])
+        out.put(b'":')
+        m, e = values[k]
+        out.put(decode.to_text(m, e))
+    out.put(b"}")
+
+
+def _has(t, values, j, end, key):
+    """Whether fields j..end-1 have a value: the one for key, or any one when key is _ANY."""
+    for k in range(j, end):
+        if values[k] is not None and (key == _ANY or t[k * FIELD_BYTES + KEY] == key):
             return True
     return False

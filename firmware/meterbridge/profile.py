@@ -5,24 +5,15 @@ this module and the planner from RAM once every profile is loaded.
 """
 
 import json
-from collections import namedtuple
 
 from . import decode, planner
+from .meter import EXP10_BIAS, NO_EXP
 from .modbus.rtu import FC_READ_HOLDING, FC_READ_INPUT, MAX_READ
-
-_OBJECTS = ("energy_Wh_import", "energy_Wh_export", "power_W", "voltage_V", "current_A", "frequency_Hz", "VAR")
-_KEYS = ("total", "L1", "L2", "L3", "N")
+from .powermeter import KEYS, OBJECTS
 
 
 class ProfileError(ValueError):
     """A profile file that cannot be used, with the field and the reason."""
-
-
-# One Powermeter value and where the plan reads it: read is an index into reads, offset the byte
-# offset in that read's data; exp_read is None unless an exponent register scales the value.
-# A namedtuple is a compact tuple in RAM, where an instance with attributes carries a dict.
-Field = namedtuple("Field", ("obj", "key", "type", "exp10", "exact", "index", "read", "offset", "exp_read",
-                             "exp_offset"))
 
 
 # the registers each OCMF interface needs; the profile's "ocmf" section gives their addresses
@@ -32,7 +23,8 @@ _OCMF = {"iskra": ("state", "command", "status", "zone", "time", "metadata_lengt
 
 
 class Profile:
-    """A checked profile: name, fc, little (word order), max_read, defaults, fields, reads, objects, ocmf."""
+    """A checked profile: name, fc, little (word order), max_read, reads, fields (the table meter.py
+    describes), count (of fields) and ocmf."""
 
 
 def _int(where, v, lo, hi):
@@ -44,23 +36,19 @@ def _int(where, v, lo, hi):
 def _field(name, spec):
     where = "fields." + name
     obj, _, key = name.partition(".")
-    if obj not in _OBJECTS or key not in _KEYS:
+    if obj not in OBJECTS or key not in KEYS:
         raise ProfileError(where + ": not a Powermeter value (object.key)")
-    # the constant strings, not the parsed copies: every field then shares them (qstrs)
-    obj = _OBJECTS[_OBJECTS.index(obj)]
-    key = _KEYS[_KEYS.index(key)]
     if not isinstance(spec, dict):
         raise ProfileError(where + ": must be an object")
-    type_name = spec.get("type")
-    type_name = decode.canonical(type_name)
-    if type_name is None:
+    kind = decode.type_index(spec.get("type"))
+    if kind is None:
         raise ProfileError(where + ".type: unknown type %r" % (spec.get("type"),))
     reg = _int(where + ".reg", spec.get("reg"), 0, 65535)
     exp10 = _int(where + ".exp10", spec.get("exp10", 0), -9, 9)
     exp_reg = spec.get("exp_reg")
     if exp_reg is not None:
         _int(where + ".exp_reg", exp_reg, 0, 65535)
-    return obj, key, reg, type_name, exp10, exp_reg
+    return OBJECTS.index(obj), KEYS.index(key), reg, kind, exp10, exp_reg
 
 
 def compile_profile(doc, baud=9600, parity="N"):
@@ -80,29 +68,29 @@ def compile_profile(doc, baud=9600, parity="N"):
     holes = doc.get("holes", [])
     if not isinstance(holes, list) or not all(isinstance(h, list) and len(h) == 2 for h in holes):
         raise ProfileError("holes: must be a list of [first, last] register ranges")
-    p.defaults = doc.get("defaults", {})
     fields = doc.get("fields")
     if not isinstance(fields, dict) or not fields:
         raise ProfileError("fields: must be a non-empty object")
-    specs = [_field(name, spec) for name, spec in fields.items()]
-    if not any(obj == "energy_Wh_import" and key == "total" for obj, key, *_ in specs):
+    specs = sorted(_field(name, spec) for name, spec in fields.items())  # in Powermeter order
+    if specs[0][:2] != (0, 0):
         raise ProfileError("fields: energy_Wh_import.total is required by EVerest")
     spans = []
-    for _, _, reg, type_name, _, exp_reg in specs:
-        spans.append((reg, reg + decode.width(type_name)))
+    for _, _, reg, kind, _, exp_reg in specs:
+        spans.append((reg, reg + decode.width(kind)))
         if exp_reg is not None:
             spans.append((exp_reg, exp_reg + 1))
     try:
         p.reads = planner.plan(spans, p.max_read, holes, baud, planner.char_bits(parity))
     except ValueError as e:
         raise ProfileError("holes/max_read: " + str(e)) from None
-    p.fields = []
-    for i, (obj, key, reg, type_name, exp10, exp_reg) in enumerate(specs):
+    table = bytearray()
+    for obj, key, reg, kind, exp10, exp_reg in specs:
         read, offset = _locate(p.reads, reg)
-        exp_read, exp_offset = _locate(p.reads, exp_reg) if exp_reg is not None else (None, 0)
-        p.fields.append(Field(obj, key, type_name, exp10, obj.startswith("energy"), i, read, offset, exp_read,
-                              exp_offset))
-    p.objects = _group(p.fields)
+        exp_read, exp_offset = _locate(p.reads, exp_reg) if exp_reg is not None else (NO_EXP, 0)
+        exact = OBJECTS[obj].startswith("energy")
+        table.extend(bytes((obj, key, kind, exp10 + EXP10_BIAS, exact, read, offset, exp_read, exp_offset)))
+    p.fields = bytes(table)
+    p.count = len(specs)
     p.ocmf = _ocmf(doc.get("ocmf"))
     return p
 
@@ -127,16 +115,6 @@ def _locate(reads, reg):
         if addr <= reg < addr + count:
             return i, 2 * (reg - addr)
     raise ProfileError("register %d not covered by the plan" % reg)
-
-
-def _group(fields):
-    """[(object, [fields])] in Powermeter order, keys in a fixed order."""
-    groups = []
-    for obj in _OBJECTS:
-        members = [f for f in fields if f.obj == obj]
-        if members:
-            groups.append((obj, sorted(members, key=lambda f: _KEYS.index(f.key))))
-    return groups
 
 
 def load(path, baud=9600, parity="N"):

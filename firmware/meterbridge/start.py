@@ -1,13 +1,14 @@
 """Start-up in stages: check config and profiles, unload their checkers, only then load the runtime.
 
 Each stage's modules leave RAM before the next stage's arrive, so the peak of parsing JSON never
-meets the resident runtime, and the runtime's long-lived buffers find contiguous room.
+meets the resident runtime. The long-lived buffers are made as soon as their size is known, while
+the heap is still nearly empty: later, with the runtime loaded, no hole may be large enough.
 """
 
 import gc
 import sys
 
-from . import hal, log
+from . import hal, jsonout, log, powermeter
 
 _LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
@@ -32,32 +33,36 @@ def _config():
 
 
 def _profiles(cfg):
+    """(profiles, a jsonout.Writer for each one's datasets) of the configured meters."""
     from . import profile
 
-    profiles = []
+    profiles, writers = [], []
     for m in cfg["meters"]:
         name = m["profile"]
         # a profile name from profiles/, or a path to a profile file of one's own
         m["profile_path"] = name if "/" in name else hal.profiles_dir() + "/" + name + ".json"
         try:
-            profiles.append(profile.load(m["profile_path"], m["baud"], m["parity"]))
+            prof = profile.load(m["profile_path"], m["baud"], m["parity"])
         except profile.ProfileError as e:
             hal.fatal("profile: " + str(e))
         gc.collect()
-    return profiles
+        profiles.append(prof)
+        writers.append(jsonout.Writer(powermeter.text_size(prof)))
+    return profiles, writers
 
 
 def main():
     cfg = _config()
     _forget("config")
-    profiles = _profiles(cfg)
+    rx = bytearray(cfg["broker"]["max_payload"])
+    profiles, writers = _profiles(cfg)
     _forget("profile", "planner")
     log.level = _LEVELS[cfg["log_level"]]
     hal.start_network(cfg)
     from .app import App
 
     try:
-        app = App(cfg, profiles)
+        app = App(cfg, profiles, writers, rx)
     except OSError as e:
         hal.fatal("bus: " + str(e))
     gc.collect()

@@ -18,10 +18,10 @@ def _bytes(words):
 
 
 def _text(case):
-    value = decode.raw(_bytes(case["words"]), 0, case["type"], case["little"])
+    value = decode.raw(_bytes(case["words"]), 0, decode.type_index(case["type"]), case["little"])
     exp = 0
     if case["exp"] is not None:
-        e = decode.raw(_bytes([case["exp"]]), 0, "s16", False)
+        e = decode.raw(_bytes([case["exp"]]), 0, decode.S16, False)
         exp = None if e is None else e[0]
     if value is None or exp is None:
         return "null"

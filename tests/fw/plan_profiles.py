@@ -4,6 +4,8 @@ import json
 import sys
 
 from meterbridge import profile
+from meterbridge.meter import FIELD_BYTES, KEY, OBJECT, OFFSET, READ
+from meterbridge.powermeter import KEYS, OBJECTS
 
 while True:
     line = sys.stdin.readline()
@@ -15,5 +17,8 @@ while True:
     except profile.ProfileError as e:
         print(json.dumps({"error": str(e)}))
         continue
-    fields = {f.obj + "." + f.key: [f.read, f.offset] for f in p.fields}
+    t = p.fields
+    fields = {}
+    for at in range(0, len(t), FIELD_BYTES):
+        fields[OBJECTS[t[at + OBJECT]] + "." + KEYS[t[at + KEY]]] = [t[at + READ], t[at + OFFSET]]
     print(json.dumps({"name": p.name, "max_read": p.max_read, "reads": p.reads, "fields": fields}))
