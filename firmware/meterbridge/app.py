@@ -42,7 +42,7 @@ class App:
     """
 
     def __init__(self, cfg, profiles, writers, rx):
-        self.cfg = cfg
+        self._heap_every = cfg["heap_log_s"] * 1000 // _CHECK_MS  # checks between debug heap lines
         storage = hal.Storage(cfg["storage"])
         buses = {}
         self.modules = []
@@ -166,11 +166,10 @@ class App:
             self.link.publish(mod.topics.values, out.mv[: out.n])
 
     async def _checks(self):
-        every = self.cfg["heap_log_s"] * 1000 // _CHECK_MS
         n = 0
         while True:
             n += 1
-            if n % every == 0:
+            if n % self._heap_every == 0:
                 self._heap_report()
             self.supervisor.beat("checks")
             for mod in self.modules:

@@ -65,6 +65,7 @@ def main():
         app = App(cfg, profiles, writers, rx)
     except OSError as e:
         hal.fatal("bus: " + str(e))
+    del cfg, profiles, writers  # what the app keeps it holds itself; the rest of the config goes
     gc.collect()
     log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
     app.run_forever()
