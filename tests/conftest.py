@@ -15,6 +15,8 @@ from meterbridge.everest import EverestClient
 
 # the firmware's heap in tests unless a test says otherwise; an ESP32 has about 100 KB free
 HEAPSIZE = os.environ.get("MB_HEAPSIZE", "100k")
+# how the firmware's code is loaded unless a test says otherwise: "mpy" files, or "rom" (in place, ROMFS)
+FORM = os.environ.get("MB_FORM", "mpy")
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +32,7 @@ class Bridge:
     """One simulated meter on a pty and the firmware reading it, as real processes."""
 
     def __init__(self, workdir, broker_port, profile="eastron_sdm630_v2", slave=1, baud=9600, prefix="",
-                 module_id="pm1", period_ms=500, sim_args=(), heapsize=HEAPSIZE, meter=None, form="mpy"):
+                 module_id="pm1", period_ms=500, sim_args=(), heapsize=HEAPSIZE, meter=None, form=FORM):
         self.dir = workdir
         self.port = broker_port
         self.prefix = prefix
