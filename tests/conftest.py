@@ -91,6 +91,10 @@ class Bridge:
         """Make the simulated meter stop answering, or answer again."""
         self.sim.send_signal(signal.SIGUSR1)
 
+    def cut_meter_power(self):
+        """A short power cut at the simulated meter (a signing meter forgets its clock and metadata)."""
+        self.sim.send_signal(signal.SIGUSR2)
+
     def truth(self):
         """The simulator's served datasets, oldest first: [(time, {path: Decimal})]."""
         out = []

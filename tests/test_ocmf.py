@@ -101,6 +101,29 @@ def test_stop_reply_carries_a_verified_record_of_the_transaction(bridge, tmp_pat
     assert r["signed_meter_value"]["timestamp"].endswith("Z")
 
 
+def test_a_stop_after_a_power_cut_at_the_meter_gives_it_time_and_identification_again(bridge, tmp_path):
+    """The meter comes back "active after power failure" without clock or metadata: it signs the stop
+    only once both are written again, and the record keeps the journal's identification."""
+    b = start_signing(bridge, tmp_path)
+    with b.everest() as ev:
+        assert ev.start_transaction("tx-pf", **IDENT) == {"status": "OK"}
+        b.cut_meter_power()
+        wait_log(b.sim_log, "sim: OCMF power failure")
+        r = ev.stop_transaction("tx-pf", timeout=20)
+    assert r["status"] == "OK", r
+    payload = verified(r["signed_meter_value"], b.pubkey)
+    assert payload["ID"] == IDENT["identification_data"] and payload["CI"] == IDENT["evse_id"]
+    begin, end = payload["RD"]
+    assert end["TM"].endswith("+0000 S"), "the firmware set the meter's clock again"
+
+
+def wait_log(path, text, timeout=5.0):
+    end = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() < end, f"{text!r} not in {path}"
+        time.sleep(0.05)
+
+
 def test_a_tampered_record_fails(bridge, tmp_path, capsys):
     b = start_signing(bridge, tmp_path)
     with b.everest() as ev:

@@ -58,6 +58,8 @@ signing meters:
 
 signals:
   SIGUSR1 toggles silence (the meters stop answering, then answer again on the next SIGUSR1).
+  SIGUSR2 is a power cut: a signing meter in a transaction goes to "active after power failure"
+  and forgets its clock and metadata; it signs the stop only once both have been written again.
   SIGTERM and SIGINT exit with status 0 and remove the --link symlink.
   The --link symlink appears only once these handlers are in place; a line
   "sim: serving ... on PATH (9600 8N1)" on stderr follows when the first request can be answered.
@@ -138,7 +140,11 @@ def run(args):
     served = ", ".join(f"{meter.name} slave {slave}" for slave, meter in meters.items())
     truth = TruthLog(args.truth)
     try:
-        with Control(faults) as control:  # before the link appears, so an early SIGUSR1 cannot kill us
+        def power_cut():
+            for meter in meters.values():
+                meter.power_cut()
+
+        with Control(faults, power_cut) as control:  # before the link appears: an early signal cannot kill us
             server = Server(meters, faults, truth, args.update_ms / 1000, control)
             link = _open_link(args, baud, parity)
             try:

@@ -1,16 +1,18 @@
-"""Runtime control by signal: SIGUSR1 toggles silence, SIGTERM and SIGINT ask the loop to stop."""
+"""Runtime control by signal: SIGUSR1 toggles silence, SIGUSR2 cuts the meters' power for a moment,
+SIGTERM and SIGINT ask the loop to stop."""
 
 import os
 import signal
 
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
 
 
 class Control:
     """Signal handlers for the life of a with-block, and a descriptor readable after each signal."""
 
-    def __init__(self, faults):
+    def __init__(self, faults, power_cut):
         self._faults = faults
+        self._power_cut = power_cut  # called for SIGUSR2
         self.stop = False
         self._old = {}
 
@@ -34,8 +36,10 @@ class Control:
         os.read(self.wake, 256)
 
     def _on_signal(self, sig, _frame):
-        """SIGUSR1 toggles silence; SIGTERM and SIGINT end the loop."""
+        """SIGUSR1 toggles silence, SIGUSR2 cuts the power; SIGTERM and SIGINT end the loop."""
         if sig == signal.SIGUSR1:
             self._faults.toggle()
+        elif sig == signal.SIGUSR2:
+            self._power_cut()
         else:
             self.stop = True

@@ -18,6 +18,11 @@ class Meter:
         self.table.load(self.model.values())
         self.ocmf = IskraOcmf(self.table, profile["ocmf"], key) if "ocmf" in profile else None
 
+    def power_cut(self):
+        """The meter loses power and comes back: its counters stay, a signing meter's clock does not."""
+        if self.ocmf:
+            self.ocmf.power_failure()
+
     def advance(self, dt):
         """Let dt seconds pass and serve the new values."""
         self.model.step(dt)

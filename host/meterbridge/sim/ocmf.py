@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-IDLE, ACTIVE = 0, 1  # state
+IDLE, ACTIVE, AFTER_POWER_FAILURE = 0, 1, 2  # state
 START, STOP = 0x4200, 0x7200  # command
-NOT_INITIALISED, SIGNED, BAD_COMMAND, BAD_STATE, BAD_FORMAT = 0, 15, 130, 131, 252  # status
+NOT_INITIALISED, SIGNED, BAD_TIME, BAD_COMMAND, BAD_STATE, BAD_FORMAT = 0, 15, 128, 130, 131, 252  # status
 ENERGY = "energy_Wh_import.total"
 GATEWAY = ("FV", "GI", "GS", "GV")  # metadata fields kept before the meter's own (order of OCMF's table)
 IDENTIFICATION = ("IS", "IL", "IF", "IT", "ID", "CT", "CI")
@@ -69,6 +69,7 @@ class IskraOcmf:
         self.serial = "SIM" + hashlib.sha256(public_hex(self._key).encode()).hexdigest()[:8].upper()
         self.count = 0  # transactions so far: PG is T<count>
         self._clock_offset = 0.0
+        self._clock_set = False  # since power-up: a stop after a power failure needs the time again
         self._begin = self._meta = None
         point = self._key.public_key().public_bytes(serialization.Encoding.X962,
                                                     serialization.PublicFormat.UncompressedPoint)
@@ -83,6 +84,7 @@ class IskraOcmf:
         if address <= self._r["time"] + 1 < end:
             high, low = self._get("time", 2)
             self._clock_offset = (high << 16 | low) - time.time()
+            self._clock_set = True
         if address <= self._r["command"] < end:
             self._command(words[self._r["command"] - address])
 
@@ -97,7 +99,19 @@ class IskraOcmf:
         else:
             self._stop()
 
-    def _start(self):
+    def power_failure(self):
+        """Power off and on: a running transaction becomes "active after power failure"; clock,
+        time status and metadata are gone (EVerest RsIskraMeter, after the manual's §6.6)."""
+        if self._get("state", 1)[0] != IDLE:
+            self._put("state", [AFTER_POWER_FAILURE])
+        self._clock_set = False
+        self._clock_offset = 0.0
+        self._put("time_status", [0])
+        self._put("metadata_length", [0])
+        print("sim: OCMF power failure", file=self._log, flush=True)
+
+    def _metadata(self):
+        """The metadata object written to the meter, or None (status: bad format) when it is not one."""
         length = self._get("metadata_length", 1)[0]
         try:
             meta = json.loads(bytes(self._bytes("metadata", length)).decode())
@@ -106,6 +120,12 @@ class IskraOcmf:
         except ValueError as e:
             self._put("status", [BAD_FORMAT])
             print(f"sim: OCMF metadata refused ({e})", file=self._log, flush=True)
+            return None
+        return meta
+
+    def _start(self):
+        meta = self._metadata()
+        if meta is None:
             return
         self._meta = meta
         self._begin = self._reading("B")
@@ -114,6 +134,14 @@ class IskraOcmf:
         print(f"sim: OCMF T{self.count + 1} begins at {self._begin[1]} kWh", file=self._log, flush=True)
 
     def _stop(self):
+        if self._get("state", 1)[0] == AFTER_POWER_FAILURE:
+            if not self._clock_set or not self._get("metadata_length", 1)[0]:
+                self._put("status", [BAD_TIME])  # time and metadata must be given again first
+                return
+            meta = self._metadata()
+            if meta is None:
+                return
+            self._meta = meta
         self.count += 1
         end = self._reading("E")
         payload = self._payload([self._begin, end]).encode()
