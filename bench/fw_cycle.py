@@ -10,7 +10,7 @@ import sys
 import time
 
 from meterbridge import hal, planner, profile
-from meterbridge.meter import Meter
+from meterbridge.meter import Dataset, Meter
 from meterbridge.modbus.master import Master
 
 
@@ -30,7 +30,8 @@ def main():
     prof = profile.load(path, baud, parity)
     master = Master(hal.Bus({"device": link}, baud, parity), baud, planner.char_bits(parity), int(timeout_ms),
                     int(retries))
-    meter = Meter({"module_id": "bench", "meter_id": "bench", "slave": int(slave), "period_ms": 1000}, prof, master)
+    meter = Meter({"module_id": "bench", "meter_id": "bench", "slave": int(slave), "period_ms": 1000}, prof, master,
+                  Dataset(prof.count))
     took, ok = asyncio.run(_cycles(meter, int(cycles)))
     print(json.dumps({"reads": prof.reads, "us": took, "ok": ok, "stats": master.stats}))
 

@@ -78,12 +78,14 @@ def _smallest(rig, ev, form, lo=16, hi=256):
     return hi
 
 
-def rows(workdir, port, heapsize, form="mpy", seconds=20):
+def rows(workdir, port, heapsize, form="mpy", seconds=20, required=True):
     """Free after boot and whether the firmware keeps running, then its floor; or, failing that, the heap it needs.
 
     form "mpy" loads the code from .mpy files into the heap; "rom" runs it in place from a ROMFS image.
+    required=False reports the size without a target: a measurement, not a promise.
     """
-    name = f"-X heapsize={heapsize}, code {'in ROMFS' if form == 'rom' else 'from .mpy files'}"
+    code = "code in ROMFS" if form == "rom" else "code from .mpy files"
+    name = f"-X heapsize={heapsize}, {code}"
     size = int(heapsize.rstrip("k")) * 1024
     with Rig(workdir, port, log_level="debug", heap_log_s=1) as rig, \
             EverestClient("127.0.0.1", port, rig.module_id) as ev:
@@ -92,8 +94,8 @@ def rows(workdir, port, heapsize, form="mpy", seconds=20):
         live = [int(n) for n in _LIVE.findall(log)]
         value = f"{boot.group(1).decode()} B" if boot else "does not start"
         first = row(f"heap free after boot, {name} (the firmware's start-up log line)", value, f"heap {size} B",
-                    int(boot.group(1)) / size if boot else None, f"then publishes and answers for {seconds} s",
-                    healthy)
+                    int(boot.group(1)) / size if boot else None,
+                    f"then publishes and answers for {seconds} s" if required else "—", healthy if required else None)
         if healthy and live:
             return [first, row(f"heap free floor, {name}: lowest of {len(live)} debug heap lines (1/s, after "
                                f"gc.collect) over {seconds} s of polling and {sent} requests", f"{min(live)} B",
@@ -102,6 +104,6 @@ def rows(workdir, port, heapsize, form="mpy", seconds=20):
             return [first, failed(f"heap free floor, {name}", "no debug heap line in the firmware's log")]
         first["value"] += f"; {_why(log)}"
         need = _smallest(rig, ev, form)
-        return [first, row("smallest -X heapsize at which the firmware reaches its first values",
+        return [first, row(f"smallest -X heapsize at which the firmware reaches its first values, {code}",
                            f"{need}k" if need else "> 256k", heapsize, need * 1024 / size if need else None,
-                           f"≤ {heapsize}", False)]
+                           f"≤ {heapsize}" if required else "—", False if required else None)]

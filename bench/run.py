@@ -58,7 +58,7 @@ def sections(work, port, quick):
         ("boot", lambda: startup.rows(work / "boot", port, runs=n)),
         ("rate", lambda: rate.rows(work / "rate", port, seconds=secs / 2)),
         ("heap 64k rom", lambda: heap.rows(work / "heap64rom", port, "64k", "rom", seconds=secs)),
-        ("heap 64k", lambda: heap.rows(work / "heap64", port, "64k", seconds=secs)),
+        ("heap 64k", lambda: heap.rows(work / "heap64", port, "64k", seconds=secs, required=False)),
         ("heap 100k", lambda: heap.rows(work / "heap100", port, "100k", seconds=secs)),
         ("size", size.rows),
         ("wire", lambda: _wire(quick)),

@@ -59,6 +59,15 @@ def test_the_simulator_serves_every_field(name):
     assert all(v is not None for v in meter.table.truth().values())
 
 
+def test_the_widest_dataset_fits_its_buffer():
+    """Every value at its slot's full length fits the buffer made for the profile, with little to spare."""
+    lines = run("widest_dataset.py", args=[PROFILE_DIR / f"{name}.json" for name in PROFILES]).splitlines()
+    assert len(lines) == len(PROFILES)
+    for line in lines:
+        name, values, spare = line.split()
+        assert int(values) == len(load_profile(name)["fields"]) and 0 <= int(spare) <= 128, line
+
+
 def expected(path, value):
     """What the firmware publishes for an exact served value: energy exact, the rest to 7 digits."""
     if path.startswith("energy"):

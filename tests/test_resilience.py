@@ -8,6 +8,7 @@ import pytest
 
 from conftest import flatten
 from fuzz import storm
+from fw import run
 from meterbridge import build, paths
 from restarts import restart_delays
 
@@ -24,6 +25,11 @@ def test_watchdog_ends_a_stalled_firmware(mode):
     assert "watchdog expired" in run.stderr
     if mode == "task":
         assert "task stalls made no progress" in run.stderr
+
+
+def test_a_task_that_runs_out_of_memory_is_started_again():
+    # two deaths, then the third start keeps running; a task that dies of a bug stays dead (the watchdog's job)
+    assert run("oom_task.py").split() == ["3", "True", "True"]
 
 
 def test_broker_restarts(tmp_path):

@@ -37,17 +37,17 @@ class Module:
 class App:
     """Wires meters, buses and the broker together and runs them.
 
-    The long-lived buffers come from start-up, made while the heap still had contiguous room: a
-    jsonout.Writer per meter (writers) and the buffer incoming messages are read into (rx).
+    The long-lived buffers come from start-up, made while the heap still had room in one piece:
+    per meter (in buffers) a meter.Dataset and a jsonout.Writer, and the buffer messages are read into (rx).
     """
 
-    def __init__(self, cfg, profiles, writers, rx):
+    def __init__(self, cfg, profiles, buffers, rx):
         self._heap_every = cfg["heap_log_s"] * 1000 // _CHECK_MS  # checks between debug heap lines
         storage = hal.Storage(cfg["storage"])
         buses = {}
         self.modules = []
         self._routes = {}
-        for m, prof, out in zip(cfg["meters"], profiles, writers):
+        for m, prof, (dataset, out) in zip(cfg["meters"], profiles, buffers):
             key = m["uart"].get("device") or m["uart"].get("id")
             master = buses.get(key)
             if master is None:
@@ -57,7 +57,7 @@ class App:
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
             tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof, hal.epoch_ms, master, m["slave"])
-            mod = Module(Meter(m, prof, master), topics, tx, out)
+            mod = Module(Meter(m, prof, master, dataset), topics, tx, out)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():
                 self._routes[topic] = (mod, kind)
@@ -142,6 +142,7 @@ class App:
         while True:
             t0 = time.ticks_ms()
             self.supervisor.beat(name)
+            gc.collect()
             try:
                 if await meter.poll():
                     self._publish_values(mod, out)
@@ -156,13 +157,7 @@ class App:
         now = hal.epoch_ms()
         if now is None:
             return  # the clock is not set yet: no 1970 timestamps
-        ts = powermeter.timestamp(now, hal.gmtime)
-        try:
-            ok = powermeter.build(out, meter.profile, meter.values, ts, meter.meter_id)
-        except ValueError:
-            log.log(log.ERROR, meter.module_id, "dataset larger than its buffer, not published")
-            return
-        if ok:
+        if powermeter.build(out, meter.profile, meter.dataset, meter.meter_id, powermeter.timestamp(now, hal.gmtime)):
             self.link.publish(mod.topics.values, out.mv[: out.n])
 
     async def _checks(self):
@@ -203,7 +198,10 @@ class App:
 
     async def run(self):
         self._watch_tasks()
-        tasks = [self.link.run(lambda: self.supervisor.beat("link")), self._requests(), self._checks(),
-                 self.supervisor.run()]
-        tasks += [self._poll(mod) for mod in self.modules]
-        await asyncio.gather(*[asyncio.create_task(t) for t in tasks])
+        sup = self.supervisor
+        sup.spawn("link", lambda: self.link.run(lambda: sup.beat("link")))
+        sup.spawn("requests", self._requests)
+        sup.spawn("checks", self._checks)
+        for mod in self.modules:
+            sup.spawn("poll:" + mod.meter.module_id, lambda mod=mod: self._poll(mod))
+        await sup.run()

@@ -24,19 +24,33 @@ EXP_OFFSET = const(8)
 FIELD_BYTES = const(9)
 EXP10_BIAS = const(128)
 NO_EXP = const(255)
+# Each value's JSON number is kept in a fixed slot, so a dataset leaves no objects on the heap between
+# cycles (long-lived small objects are what fragments a small heap). An exact float32 energy in Wh
+# takes up to ~35 characters; a value that needs more is published as absent.
+TEXT_BYTES = const(40)
+
+
+class Dataset:
+    """A meter's last complete dataset: each value's JSON number in a slot of TEXT_BYTES, field j at
+    TEXT_BYTES * j, and its length (0: no value). Made at start-up, while the heap has room in one piece."""
+
+    def __init__(self, count):
+        self.text = bytearray(TEXT_BYTES * count)
+        self.lens = bytearray(count)
 
 
 class Meter:
     """Reads one profile's plan from one slave; a cycle yields a whole dataset or nothing."""
 
-    def __init__(self, cfg, profile, master):
+    def __init__(self, cfg, profile, master, dataset):
         self.module_id = cfg["module_id"]
         self.meter_id = cfg["meter_id"]
         self.slave = cfg["slave"]
         self.period_ms = cfg["period_ms"]
         self.profile = profile
         self.master = master
-        self.values = [None] * profile.count  # (mantissa, exp10) or None per field
+        self.dataset = dataset
+        self._raw = [None] * profile.count  # (mantissa, exp10) as this cycle reads them
         self._exps = [0] * profile.count
         self.online = False
         self.failures = 0
@@ -51,7 +65,7 @@ class Meter:
         return time.ticks_diff(time.ticks_ms(), self.last_ok) < max(3 * self.period_ms, 3000)
 
     async def poll(self):
-        """Read the whole plan; True when every read succeeded and values hold a fresh dataset."""
+        """Read the whole plan; True when every read succeeded and dataset holds a fresh one."""
         p = self.profile
         self.cycles += 1
         try:
@@ -78,19 +92,25 @@ class Meter:
         for j in range(self.profile.count):
             at = j * FIELD_BYTES
             if t[at + READ] == i:
-                self.values[j] = decode.raw(data, t[at + OFFSET], t[at + TYPE], little)
+                self._raw[j] = decode.raw(data, t[at + OFFSET], t[at + TYPE], little)
             if t[at + EXP_READ] == i:
                 e = decode.raw(data, t[at + EXP_OFFSET], decode.S16, False)
                 self._exps[j] = e[0] if e else None
 
     def _finish(self):
-        vals = self.values
+        raw = self._raw
         t = self.profile.fields
+        d = self.dataset
         for j in range(self.profile.count):
-            v = vals[j]
+            v = raw[j]
             e = self._exps[j]
-            if v is None or e is None:
-                vals[j] = None
-            else:
+            raw[j] = None
+            n = 0
+            if v is not None and e is not None:
                 at = j * FIELD_BYTES
-                vals[j] = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])
+                m, e = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])
+                s = decode.to_text(m, e).encode()
+                if len(s) <= TEXT_BYTES:
+                    n = len(s)
+                    d.text[TEXT_BYTES * j : TEXT_BYTES * j + n] = s
+            d.lens[j] = n

@@ -9,6 +9,7 @@ import gc
 import sys
 
 from . import hal, jsonout, log, powermeter
+from .meter import Dataset
 
 _LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
@@ -33,10 +34,10 @@ def _config():
 
 
 def _profiles(cfg):
-    """(profiles, a jsonout.Writer for each one's datasets) of the configured meters."""
+    """(profiles, (meter.Dataset, jsonout.Writer) for each) of the configured meters."""
     from . import profile
 
-    profiles, writers = [], []
+    profiles, buffers = [], []
     for m in cfg["meters"]:
         name = m["profile"]
         # a profile name from profiles/, or a path to a profile file of one's own
@@ -47,25 +48,25 @@ def _profiles(cfg):
             hal.fatal("profile: " + str(e))
         gc.collect()
         profiles.append(prof)
-        writers.append(jsonout.Writer(powermeter.text_size(prof)))
-    return profiles, writers
+        buffers.append((Dataset(prof.count), jsonout.Writer(powermeter.text_size(prof, m["meter_id"]))))
+    return profiles, buffers
 
 
 def main():
     cfg = _config()
     _forget("config")
     rx = bytearray(cfg["broker"]["max_payload"])
-    profiles, writers = _profiles(cfg)
+    profiles, buffers = _profiles(cfg)
     _forget("profile", "planner")
     log.level = _LEVELS[cfg["log_level"]]
     hal.start_network(cfg)
     from .app import App
 
     try:
-        app = App(cfg, profiles, writers, rx)
+        app = App(cfg, profiles, buffers, rx)
     except OSError as e:
         hal.fatal("bus: " + str(e))
-    del cfg, profiles, writers  # what the app keeps it holds itself; the rest of the config goes
+    del cfg, profiles, buffers  # what the app keeps it holds itself; the rest of the config goes
     gc.collect()
     log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
     app.run_forever()
