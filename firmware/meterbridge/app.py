@@ -17,7 +17,6 @@ from .transactions import Transactions
 
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
 _QUEUE = const(8)  # pending requests at most; more are dropped and counted
-_IDLE_BEAT_MS = const(1000)  # an idle request task still shows it is alive this often
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _REQUEST_DEADLINE_MS = const(30000)  # a signing meter may take ~15 s to close its transaction
 _SLACK_MS = const(1000)
@@ -108,10 +107,7 @@ class App:
     async def _requests(self):
         while True:
             self.supervisor.beat("requests")
-            try:
-                await asyncio.wait_for_ms(self._wake.wait(), _IDLE_BEAT_MS)
-            except asyncio.TimeoutError:
-                pass  # idle: a public key still due is tried again below
+            await self._wake.wait()  # a request, or _checks' once-a-second nudge (a key still due is tried again)
             self._wake.clear()
             while self._queue:
                 mod, kind, reply_to, payload = self._queue.pop(0)
@@ -167,6 +163,7 @@ class App:
             if n % self._heap_every == 0:
                 self._heap_report()
             self.supervisor.beat("checks")
+            self._wake.set()  # the idle request task beats and retries a public key still due
             for mod in self.modules:
                 if mod.meter.fresh():
                     self.link.publish(mod.topics.check, b"true")

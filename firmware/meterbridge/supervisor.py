@@ -24,6 +24,7 @@ class Supervisor:
         self._deadline = {}
         self._last = {}
         self._starts = {}  # task -> (name, the function that makes its coroutine)
+        self._due = []  # (name, start) of tasks to start again once there is memory
         self.stalled = None
         asyncio.get_event_loop().set_exception_handler(self._task_died)
 
@@ -47,10 +48,19 @@ class Supervisor:
             return
         gc.collect()
         log(ERROR, "task", name, "ran out of memory; starting it again")
-        try:
-            self.spawn(name, start)
-        except MemoryError:
-            log(ERROR, "task", name, "cannot be started again")  # it stops beating: the watchdog resets
+        self._due.append((name, start))
+        self._restart_due()  # now if it can; else run() tries again every _CHECK_MS
+
+    def _restart_due(self):
+        """Start the tasks due for a restart, as long as memory allows."""
+        while self._due:
+            name, start = self._due[0]
+            try:
+                self.spawn(name, start)
+            except MemoryError:
+                gc.collect()
+                return
+            self._due.pop(0)
 
     def _late(self, now):
         for name, deadline in self._deadline.items():
@@ -61,6 +71,7 @@ class Supervisor:
     async def run(self):
         """Feed the watchdog while no task is late, forever."""
         while True:
+            self._restart_due()
             late = self._late(time.ticks_ms())
             if late is None:
                 self._wdt.feed()
