@@ -138,7 +138,6 @@ class App:
         while True:
             t0 = time.ticks_ms()
             self.supervisor.beat(name)
-            gc.collect()
             try:
                 if await meter.poll():
                     self._publish_values(mod, out)
