@@ -47,7 +47,6 @@ def firmware(dest=paths.REPO / "build" / "mpy", arch=None):
     return dest
 
 
-
 def romfs_image(files):
     """A ROMFS image of {device path: bytes}, for /rom on a board with a ROMFS partition.
 
