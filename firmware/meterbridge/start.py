@@ -69,4 +69,7 @@ def main():
     del cfg, profiles, buffers  # what the app keeps it holds itself; the rest of the config goes
     gc.collect()
     log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
-    app.run_forever()
+    try:
+        app.run_forever()
+    except KeyboardInterrupt:  # Ctrl-C at the console (or the demo stopping): no traceback
+        log.log(log.INFO, "stopped")
