@@ -111,6 +111,7 @@ class App:
             self._wake.clear()
             while self._queue:
                 mod, kind, reply_to, payload = self._queue.pop(0)
+                gc.collect()  # a request may need large blocks (a signing meter's record): start from a clean heap
                 try:
                     if kind == START:
                         text = await mod.tx.start(payload)
