@@ -31,7 +31,8 @@ def _matches(flat, record):
 
 @pytest.mark.parametrize("heapsize", [None, "100k"])
 def test_values_equal_the_meter_truth(bridge, heapsize):
-    b = bridge(heapsize=heapsize)
+    # the meter's values move every 2 s: a cycle's reads (~0.2 s) then straddle a change in ~1 of 10 datasets
+    b = bridge(heapsize=heapsize, sim_args=("--update-ms", "2000"))
     with b.everest() as ev:
         for i in range(6):
             ev.wait_for("powermeter_values", timeout=10, start=ev.messages("powermeter_values")[-1].seq + 1
