@@ -43,6 +43,7 @@ def test_broker_restarts(tmp_path):
     ["--exception-rate", "0.3"],
     ["--garbage-rate", "0.3"],
     ["--delay-ms", "500"],
+    ["--byte-count-rate", "0.3"],
 ])
 def test_meter_faults_never_give_stale_or_mixed_values(bridge, faults):
     b = bridge(sim_args=faults)
@@ -65,6 +66,25 @@ def test_meter_faults_never_give_stale_or_mixed_values(bridge, faults):
         assert msgs == [], "a reply later than the timeout is never taken as an answer"
     else:
         assert msgs, "most cycles still get through"
+
+
+def test_replies_of_the_wrong_size_are_refused_and_failed_cycles_counted_by_kind():
+    verdicts, counts = run("meter_faults.py").splitlines()
+    # right; one register short; one too many; byte count wrong on a reply of the right length; bad CRC;
+    # a write echoed; a write echo naming another address
+    assert verdicts.split() == ["ok", "byte_count", "byte_count", "byte_count", "crc", "ok", "byte_count"]
+    assert counts.split() == ["6", "timeout=2", "crc=1", "exception=1", "garbage=1", "byte_count=1", "implausible=0",
+                              "timeout"]
+
+
+def test_a_meter_that_lies_about_its_byte_count_publishes_nothing(bridge):
+    # the simulator's lies alternate: a reply one register short (its byte count consistent), then one of the
+    # right length whose byte count says a register less; both carry a valid CRC
+    b = bridge(sim_args=["--byte-count-rate", "1"])
+    with b.everest() as ev:
+        time.sleep(4)
+        assert ev.messages("powermeter_values") == []
+    assert b.alive()
 
 
 def test_garbage_requests_never_crash_or_leak(bridge, broker):

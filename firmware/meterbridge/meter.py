@@ -9,6 +9,10 @@ from .log import WARN, log
 from .modbus import rtu
 
 _OFFLINE_AFTER = const(2)  # failed cycles in a row before the meter counts as unreachable
+# Kinds of failed cycle, counted in Meter.errors in this order: the bus's (modbus.rtu's kind constants
+# index this) and a dataset the plausibility check refused.
+ERRORS = ("timeout", "crc", "exception", "garbage", "byte_count", "implausible")
+IMPLAUSIBLE = const(5)
 
 # A profile's field table (profile.py builds it): FIELD_BYTES bytes per Powermeter value, in the
 # order they are published. One bytes object instead of a tuple per value: 9 bytes, not ~100.
@@ -55,8 +59,11 @@ class Meter:
         self.online = False
         self.failures = 0
         self.last_ok = None  # ticks_ms of the last complete cycle
-        self.last_error = None
-        self.cycles = 0  # poll cycles attempted, for the debug heap line and soak tests
+        self.last_error = None  # the exception of the last failed cycle
+        self.cycles = 0  # poll cycles attempted
+        self.errors = [0] * len(ERRORS)  # failed cycles by kind, in ERRORS order
+        self.last_error_kind = None  # a name from ERRORS
+        self.last_error_ticks = 0  # ticks_ms of the last failed cycle (valid once last_error_kind is set)
 
     def fresh(self):
         """True while the meter answers: online, and its last complete cycle is recent."""
@@ -73,17 +80,23 @@ class Meter:
                 await self.master.read(self.slave, p.fc, addr, count)
                 self._take(i)
         except rtu.ModbusError as e:
-            self.failures += 1
-            self.last_error = e
-            if self.failures >= _OFFLINE_AFTER and self.online:
-                self.online = False
-                log(WARN, self.module_id, "meter unreachable:", e)
+            self._failed(e, e.kind)
             return False
         self.failures = 0
         self.online = True
         self.last_ok = time.ticks_ms()
         self._finish()
         return True
+
+    def _failed(self, e, kind):
+        self.failures += 1
+        self.errors[kind] += 1
+        self.last_error = e
+        self.last_error_kind = ERRORS[kind]
+        self.last_error_ticks = time.ticks_ms()
+        if self.failures >= _OFFLINE_AFTER and self.online:
+            self.online = False
+            log(WARN, self.module_id, "meter unreachable:", e)
 
     def _take(self, i):
         data = self.master.data()

@@ -82,6 +82,8 @@ class Master:
             # the timeout is for the reply to start; once it flows, only a stall ends it
             if time.ticks_diff(now, sent if got == 0 else last) > (self.timeout_ms if got == 0 else _GAP_MS):
                 self._idle_since = time.ticks_us()
+                if rtu.whole(self._resp, got):  # a short reply with a valid CRC: refused for its size
+                    rtu.check_response(req, self._resp, got)
                 raise rtu.ModbusTimeout("no reply from slave %d (%d of %d bytes)" % (req[0], got, want))
             await asyncio.sleep_ms(1)
         self._idle_since = time.ticks_us()

@@ -10,6 +10,12 @@ FC_WRITE_SINGLE = const(6)
 FC_WRITE_MULTIPLE = const(16)
 MAX_READ = const(125)  # Modbus Application Protocol v1.1b3, 6.3/6.4: 1..125 registers
 MAX_WRITE = const(123)  # 6.12: 1..123 registers
+# kinds of failure, each an index into meter.ERRORS (a meter counts its failed cycles by kind)
+TIMEOUT = const(0)
+CRC = const(1)
+EXCEPTION = const(2)
+GARBAGE = const(3)
+BYTE_COUNT = const(4)
 
 
 def _make_table():
@@ -35,23 +41,37 @@ def crc16(buf, n):
 
 
 class ModbusError(Exception):
-    """Base of every bus failure."""
+    """Base of every bus failure; kind says which (TIMEOUT, CRC…)."""
+
+    kind = GARBAGE
 
 
 class ModbusTimeout(ModbusError):
     """No (complete) response within the timeout."""
 
+    kind = TIMEOUT
+
 
 class CrcError(ModbusError):
     """A response whose CRC does not match."""
+
+    kind = CRC
 
 
 class FrameError(ModbusError):
     """A response from the wrong slave or function, or of the wrong length."""
 
 
+class ByteCountError(FrameError):
+    """A well-formed response (valid CRC) that does not carry what was asked: wrong byte count or echo."""
+
+    kind = BYTE_COUNT
+
+
 class ModbusExceptionReply(ModbusError):
     """The slave answered with an exception code."""
+
+    kind = EXCEPTION
 
     def __init__(self, code):
         super().__init__("exception code %d" % code)
@@ -102,19 +122,34 @@ def expected_length(req):
     return 8
 
 
+def whole(resp, n):
+    """Whether resp[:n] ends in its valid CRC: a frame, if not the one expected."""
+    return n >= 5 and crc16(resp, n - 2) == resp[n - 2] | (resp[n - 1] << 8)
+
+
 def check_response(req, resp, n):
     """Validate resp[:n] against req; raise on exception replies, CRC or framing faults.
 
     n may be 5 for an exception reply (slave, fc|0x80, code, crc). Leading garbage is the
     master's business: it resynchronises on the slave address before calling this.
+    A read reply must carry a byte count of twice the registers asked for, a write reply must echo
+    the address and value or count (Modbus Application Protocol v1.1b3, 6.3, 6.4, 6.6, 6.12).
     """
     if n < 5:
         raise ModbusTimeout("short response (%d bytes)" % n)
-    if crc16(resp, n - 2) != resp[n - 2] | (resp[n - 1] << 8):
+    if not whole(resp, n):
         raise CrcError("CRC mismatch")
     if resp[0] != req[0]:
         raise FrameError("reply from slave %d" % resp[0])
     if resp[1] == req[1] | 0x80:
         raise ModbusExceptionReply(resp[2])
-    if resp[1] != req[1] or n != expected_length(req):
-        raise FrameError("unexpected function %d / length %d" % (resp[1], n))
+    if resp[1] != req[1]:
+        raise FrameError("unexpected function %d" % resp[1])
+    want = expected_length(req)
+    if req[1] in (FC_READ_HOLDING, FC_READ_INPUT):
+        if resp[2] != want - 5 or n != want:
+            raise ByteCountError("byte count %d in a %d-byte reply, %d asked for" % (resp[2], n, want - 5))
+        return
+    for i in range(2, 6):
+        if n != want or resp[i] != req[i]:
+            raise ByteCountError("write reply does not echo the request")

@@ -104,6 +104,10 @@ def add_arguments(parser):
                         help="fraction of requests refused with exception 4 (SLAVE DEVICE FAILURE)")
     faults.add_argument("--garbage-rate", type=_rate, default=0.0, metavar="R",
                         help="fraction of replies preceded by 1-8 random bytes")
+    faults.add_argument("--byte-count-rate", type=_rate, default=0.0, metavar="R",
+                        help="fraction of read replies one register short, byte count and CRC valid")
+    faults.add_argument("--shift-rate", type=_rate, default=0.0, metavar="R",
+                        help="fraction of reads answered from one register further on")
 
 
 def run(args):
@@ -136,7 +140,8 @@ def run(args):
     if args.silent_every is not None and (args.silent_after is None or args.silent_every <= args.silent_for):
         raise CommandError("--silent-every needs --silent-after and must exceed --silent-for")
     faults = Faults(fault_rng, args.silent_after, args.silent_for, args.silent_every, args.delay_ms,
-                    args.crc_error_rate, args.exception_rate, args.garbage_rate)
+                    args.crc_error_rate, args.exception_rate, args.garbage_rate, args.byte_count_rate,
+                    args.shift_rate)
     served = ", ".join(f"{meter.name} slave {slave}" for slave, meter in meters.items())
     truth = TruthLog(args.truth)
     try:

@@ -60,6 +60,7 @@ class Server:
         if slave and self._faults.failure():  # a failing meter applies nothing
             reply = ExceptionResponse(fc, DEVICE_FAILURE)
         else:
+            request = self._faults.shift(fc, request)
             for meter in targets:
                 reply = respond(meter.table, fc, request)
             if fc in (6, 16):
