@@ -6,8 +6,12 @@ framing (FRAMES), and every release of an RS-485 transceiver's DE pin (RELEASES)
 transceiver lost because they arrived while DE was still high (its receiver is off then).
 Wiring comes from the environment: STANDIN_UART<id>=<pty path>, STANDIN_UART<id>_DE=<gpio>,
 STANDIN_PIN<gpio>=<input level>, STANDIN_RESET_CAUSE=<PWRON_RESET|WDT_RESET|...>,
-STANDIN_RTC=set (the RTC kept a valid time over the reset; else it starts at 2000-01-01),
-STANDIN_NO_TXDONE=1 (a firmware older than UART.txdone()).
+STANDIN_RTC=set (the RTC kept a valid time over the reset; else it starts at 2000-01-01).
+
+The UART keeps the board's timing (ports/esp32/machine_uart.c, ESP-IDF uart driver): bytes leave one
+after another at the baud rate and framing, a write returns once its bytes fit in the TX ring buffer plus
+the 128-byte hardware FIFO (it blocks while they do not), and txdone() is true only once the last stop bit
+of everything written is out. The bytes reach the pty at once; the far end times them from the first.
 """
 
 import os
@@ -21,6 +25,7 @@ WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
 RESET_EXIT = 99  # process exit status that stands for machine.reset()
+_HW_FIFO = 128  # bytes of the UART's own TX FIFO (ESP32 TRM, UART)
 
 EDGES = []  # (gpio, level, ticks_us)
 FRAMES = []  # (uart id, start ticks_us, end ticks_us, bytes, DE level while written)
@@ -28,6 +33,11 @@ RELEASES = []  # (uart id, ticks_us, end ticks_us of the last frame, bytes lost 
 WDT_EXPIRED = []  # (ms since the previous feed, timeout ms): the board would have reset
 _levels = {}  # gpio -> output level
 _de_of = {}  # gpio -> UART whose transceiver's DE/RE it drives
+
+
+def level(gpio):
+    """The level an output pin drives now (0 before it was ever driven)."""
+    return _levels.get(gpio, 0)
 
 
 def reset_cause():
@@ -130,8 +140,7 @@ class UART:
         self._poll.register(self._f, select.POLLIN)
         self._rx = bytearray()
         self._tx_end = time.ticks_us()
-        if os.getenv("STANDIN_NO_TXDONE"):
-            self.txdone = None  # MicroPython before 1.20 has no UART.txdone()
+        self._tx_room = txbuf + _HW_FIFO
         de = os.getenv(f"STANDIN_UART{id}_DE")
         self._de = int(de) if de else None
         if self._de is not None:
@@ -140,6 +149,11 @@ class UART:
     def _wire_us(self, n):
         return n * self.bits_per_char * 1000000 // self.baudrate
 
+    def _queued(self):
+        """Bytes written but not yet out on the wire."""
+        left = time.ticks_diff(self._tx_end, time.ticks_us())
+        return 0 if left <= 0 else -(-left * self.baudrate // (self.bits_per_char * 1000000))
+
     def write(self, buf, *args):
         """Stream write: write(buf), write(buf, max_len) or write(buf, off, max_len)."""
         mv = memoryview(buf)
@@ -147,6 +161,8 @@ class UART:
             mv = mv[: args[0]]
         elif len(args) == 2:
             mv = mv[args[0] : args[0] + args[1]]
+        while self._queued() and self._queued() + len(mv) > self._tx_room:
+            time.sleep_us(100)  # uart_write_bytes() waits for room in the ring buffer
         now = time.ticks_us()
         start = self._tx_end if time.ticks_diff(self._tx_end, now) > 0 else now
         self._tx_end = time.ticks_add(start, self._wire_us(len(mv)))
