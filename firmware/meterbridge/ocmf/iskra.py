@@ -13,7 +13,7 @@ from array import array
 
 from micropython import const
 
-from ..modbus.rtu import FC_READ_HOLDING, MAX_READ, MAX_WRITE
+from ..modbus.rtu import FC_READ_HOLDING
 from . import MeterError
 
 _IDLE = const(0)  # state: 0 idle, 1 active, 2 active after power failure, 3 active after reset
@@ -26,6 +26,9 @@ _SIGNED = const(15)
 _SYNCHRONISED = const(2)  # time status written after the clock is set
 _SETTLE_MS = const(16000)  # RsIskraMeter waits up to 1 s for the state to change, then 15 s for the signature
 _POLL_MS = const(20)
+# registers per block read or write: pyiskra (Iskra's library, cd23e27 adapters/Modbus.py) chunks both at 120,
+# as Tinkerforge eichrecht.c ("max 120 registers in one go") does; Modbus itself allows 125 and 123
+_BLOCK = const(120)
 _SIG_MAX = const(72)  # longest DER ECDSA P-256 signature
 _KEY_BYTES = const(64)  # public key X‖Y
 _HEAD = const(5)  # "OCMF|" before the payload in the record buffer
@@ -80,7 +83,7 @@ class Iskra:
         self._max = 2 * (self._r["public_key"] - self._r["payload"])  # and the key the payload
         self._buf = bytearray(_HEAD + self._max + _TAIL)  # the whole OCMF record is put together here
         self._mv = memoryview(self._buf)
-        self._words = array("H", bytes(2 * MAX_WRITE))  # one FC16 write of metadata, built in place
+        self._words = array("H", bytes(2 * _BLOCK))  # one FC16 write of metadata, built in place
 
     def metadata(self, req):
         """Metadata JSON (manual 6.5.15): the request's identification and EVSE; ValueError when too long."""
@@ -161,20 +164,20 @@ class Iskra:
         data = meta.encode()
         words = self._words
         n = len(data)
-        for i in range(0, n, 2 * MAX_WRITE):
+        for i in range(0, n, 2 * _BLOCK):
             k = 0
-            for j in range(i, min(i + 2 * MAX_WRITE, n), 2):
+            for j in range(i, min(i + 2 * _BLOCK, n), 2):
                 words[k] = data[j] << 8 | (data[j + 1] if j + 1 < n else 0)  # an odd length ends in a zero byte
                 k += 1
             await self._master.write(self._slave, self._r["metadata"] + i // 2, memoryview(words)[:k])
         await self._set("metadata_length", len(data))
 
     async def _read(self, name, n, at=0):
-        """Read n bytes from register name on into the buffer from at on, MAX_READ registers at a time."""
+        """Read n bytes from register name on into the buffer from at on, _BLOCK registers at a time."""
         words = (n + 1) // 2
         done = 0
         while done < words:
-            count = min(words - done, MAX_READ)
+            count = min(words - done, _BLOCK)
             await self._master.read(self._slave, FC_READ_HOLDING, self._r[name] + done, count)
             self._mv[at + 2 * done : at + 2 * (done + count)] = self._master.data()[: 2 * count]
             done += count

@@ -24,7 +24,7 @@ def respond(table, fc, request):
     if fc in _READS:
         words = table.read(request.address, request.count)
         return ExceptionResponse(fc, words) if isinstance(words, int) else _READS[fc](registers=words)
-    if fc == 16 and not (1 <= request.count <= MAX_WRITE and request.byte_count == 2 * request.count):
+    if fc == 16 and not (1 <= request.count <= min(MAX_WRITE, table.max_read) and request.byte_count == 2 * request.count):
         return ExceptionResponse(fc, ILLEGAL_VALUE)
     code = table.write(request.address, list(request.registers))
     if code:
