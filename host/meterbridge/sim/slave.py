@@ -24,7 +24,8 @@ def respond(table, fc, request):
     if fc in _READS:
         words = table.read(request.address, request.count)
         return ExceptionResponse(fc, words) if isinstance(words, int) else _READS[fc](registers=words)
-    if fc == 16 and not (1 <= request.count <= min(MAX_WRITE, table.max_read) and request.byte_count == 2 * request.count):
+    longest = min(MAX_WRITE, table.max_read)  # a meter's block limit holds for writes too (Iskra: pyiskra's 120)
+    if fc == 16 and not (1 <= request.count <= longest and request.byte_count == 2 * request.count):
         return ExceptionResponse(fc, ILLEGAL_VALUE)
     code = table.write(request.address, list(request.registers))
     if code:
