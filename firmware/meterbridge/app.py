@@ -61,6 +61,7 @@ class App:
             for topic, kind in topics.requests.items():
                 self._routes[topic] = (mod, kind)
         self._queue = []
+        self._retained_seen = False
         self.dropped = 0
         self._wake = asyncio.Event()
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
@@ -72,11 +73,16 @@ class App:
             mod.tx.key_due = mod.tx.signs  # _requests publishes it, read from the meter first if need be
         self._wake.set()
 
-    def _on_message(self, topic, msg, oversize):
+    def _on_message(self, topic, msg, oversize, retained):
         route = self._routes.get(topic)
         if route is None:
             return
         mod, kind = route
+        if retained:  # left on the broker by some client, replayed on every connect: never a live request
+            if not self._retained_seen:
+                self._retained_seen = True
+                log.log(log.WARN, mod.meter.module_id, "retained message on", topic, "ignored (logged once)")
+            return
         try:
             if oversize:
                 raise RequestError(kind != HEARTBEAT and everest_link.scan_reply_to(msg),
@@ -130,7 +136,7 @@ class App:
     async def _publish_keys(self):
         for mod in self.modules:  # not while the meter fails: a try would hold the bus for its timeouts
             if mod.tx.key_due and not mod.meter.failures and await mod.tx.fetch_key():
-                mod.tx.key_due = not self.link.publish(mod.topics.public_key, '"%s"' % mod.tx.public_key)
+                mod.tx.key_due = not self.link.publish(mod.topics.public_key, '"%s"' % mod.tx.public_key, True)
 
     async def _poll(self, mod):
         meter = mod.meter

@@ -1,5 +1,10 @@
 """The MQTT link: umqtt.simple's MQTTClient plus what it lacks — reconnect, keep-alive, resubscribe.
 
+Requests are subscribed at QoS 1 in a persistent session (clean session off, the stable client id), so
+the broker keeps what EVerest sends (at QoS 2) while the link is down. Not QoS 2: umqtt.simple has no
+QoS 2 receive path (wait_msg asserts). umqtt acknowledges a QoS 1 message after the callback returns, so
+a request lost with the link before that is delivered again.
+
 umqtt.simple stays a plain protocol object; every error it raises is trapped here and turns into
 one idempotent _down(). run() is the one task that brings the link back, with capped, jittered
 backoff so the link is in use again within 2 s of the broker's return.
@@ -52,6 +57,8 @@ class MqttLink:
         self.received = 0
         self._client = None
         self._sock = None
+        self._delivering = False
+        self._fault = None  # a publish that failed inside a delivery: raised once umqtt's callback returns
         self._last_ping = 0
         self._sockets = SocketFactory(_SOCKET_TIMEOUT_S)
         umqtt.simple.socket = self._sockets  # every socket umqtt makes is a bounded one
@@ -63,13 +70,22 @@ class MqttLink:
 
     def _deliver(self, topic, msg):
         self.received += 1
-        oversize = self._sock.refused
+        sock = self._sock
+        oversize = sock.refused
         if oversize:
             self.refused += 1
-            self._sock.refused = 0
+            sock.refused = 0
         if type(topic) is not bytes:
             topic = bytes(topic)  # a topic longer than BoundedSocket's small reads
-        self._on_message(topic, msg, oversize)
+        self._delivering = True
+        try:
+            self._on_message(topic, msg, oversize, sock.head & 1)
+        finally:
+            self._delivering = False
+        e = self._fault
+        if e:
+            self._fault = None
+            raise e  # out of umqtt before it acknowledges: the broker delivers the message again
 
     def _connect(self):
         b = self._broker
@@ -79,7 +95,7 @@ class MqttLink:
         c.set_callback(self._deliver)
         c.set_last_will(self.status_topic, b"offline", retain=True)
         self._client = c
-        c.connect()
+        c.connect(False)  # a persistent session: the broker queues QoS 1 requests while we are away
         raw = self._sockets.raw
         try:
             raw.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)  # umqtt writes one packet in several pieces
@@ -87,7 +103,7 @@ class MqttLink:
             pass  # not every stack has it
         self._sock = c.sock = BoundedSocket(c.sock, raw, _SOCKET_TIMEOUT_S, self._rx)
         for topic in self._subs:
-            c.subscribe(topic)
+            c.subscribe(topic, 1)
         c.publish(self.status_topic, b"online", retain=True)
         self._last_ping = time.ticks_ms()
         self.up = True
@@ -116,7 +132,10 @@ class MqttLink:
         try:
             self._client.publish(topic, msg, retain)
         except _ERRORS as e:
-            self._down(e)
+            if self._delivering:  # umqtt still reads from the socket: close it once the callback returns
+                self._fault = e
+            else:
+                self._down(e)
             return False
         return True
 

@@ -29,6 +29,8 @@ class BoundedSocket:
         self._mv = memoryview(buf)  # owned by the link, reused across connections
         self.refused = 0  # size of the last read refused for its size, until the caller clears it
         self.last_rx = time.ticks_ms()
+        self._byte = 0  # the last single byte read
+        self.head = 0  # the fixed-header byte of the packet being read (retain flag, QoS)
 
     def read(self, n):
         if n > self._cap:
@@ -38,6 +40,8 @@ class BoundedSocket:
             data = self._stream.read(n)
             if data:
                 self.last_rx = time.ticks_ms()
+                if n == 1:
+                    self._byte = data[0]
             return data
         got = 0
         while got < n:
@@ -66,6 +70,10 @@ class BoundedSocket:
         return self._stream.write(buf if n is None else memoryview(buf)[:n])
 
     def setblocking(self, flag):
+        # umqtt.simple's wait_msg (1.3.4 and 1.8.0) reads the packet's first byte, then asks for blocking:
+        # that byte is the fixed header, which umqtt does not pass to the callback
+        if flag:
+            self.head = self._byte
         self._raw.settimeout(self._timeout if flag else 0)
 
     def setsockopt(self, *args):

@@ -1,4 +1,10 @@
-"""The EVerest side of the powermeter API over MQTT, behaving like EVerest's powermeter_API module."""
+"""The EVerest side of the powermeter API over MQTT, behaving like EVerest's powermeter_API module.
+
+As EVerest at aa8113f9 does it: everything sent to the module is published at QoS 2, not retained
+(lib/everest/framework/lib/everest.cpp, external_mqtt_publish); requests are compact JSON
+(json::dump()); on (re)start the heartbeat counts from 0 again and an API module publishes
+`{prefix}everest_api/ready_beacon` with payload `{}` (everest_api_module_helpers/src/ApiHelper.cpp).
+"""
 
 import collections
 import dataclasses
@@ -12,6 +18,8 @@ import uuid
 import paho.mqtt.client as mqtt
 
 API = "everest_api/1/powermeter/"
+READY_BEACON = "everest_api/ready_beacon"
+QOS = 2  # what EVerest publishes its e2m messages with
 
 
 def _reject_constant(name):
@@ -128,11 +136,18 @@ class EverestClient:
             raise TimeoutError(f"no matching message on m2e/{topic_suffix or '#'} within {timeout:g} s")
         return found
 
-    def publish_raw(self, var, data):
-        """Publish bytes as they are to e2m/<var> (QoS 0, not retained)."""
-        info = self._client.publish(self.prefix + self.base + "e2m/" + var, data)
+    def publish_raw(self, var, data, retain=False, qos=QOS):
+        """Publish bytes as they are to e2m/<var> (QoS 2, not retained, as EVerest does)."""
+        self._publish(self.prefix + self.base + "e2m/" + var, data, retain, qos)
+
+    def _publish(self, topic, data, retain=False, qos=QOS):
+        info = self._client.publish(topic, data, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(f"publish to e2m/{var}: {mqtt.error_string(info.rc)}")
+            raise ConnectionError(f"publish to {topic}: {mqtt.error_string(info.rc)}")
+
+    def ready_beacon(self):
+        """What an EVerest API module publishes once it is up: `{}` on {prefix}everest_api/ready_beacon."""
+        self._publish(self.prefix + READY_BEACON, b"{}")
 
     def request(self, var, payload, timeout=5.0, reply=True):
         """Send an EVerest request envelope to e2m/<var>; return the reply's value (message in last_reply)."""
@@ -185,6 +200,6 @@ class EverestClient:
         count, due = 0, time.monotonic()
         while not stop.wait(max(0.0, due - time.monotonic())):
             # A heartbeat published while the broker is away is lost, but the count goes on.
-            self._client.publish(self.prefix + self.base + "e2m/heartbeat", str(count))
+            self._client.publish(self.prefix + self.base + "e2m/heartbeat", str(count), qos=QOS)
             count += 1
             due += interval
