@@ -46,11 +46,14 @@ class App:
         buses = {}
         self.modules = []
         self._routes = {}
-        for m, prof, (dataset, out) in zip(cfg["meters"], profiles, buffers):
+        for i, (m, prof, (dataset, out)) in enumerate(zip(cfg["meters"], profiles, buffers)):
             key = m["uart"].get("device") or m["uart"].get("id")
             master = buses.get(key)
             if master is None:
-                bus = hal.Bus(m["uart"], m["baud"], m["parity"])
+                try:
+                    bus = hal.Bus(m["uart"], m["baud"], m["parity"])
+                except OSError as e:
+                    raise OSError("meters[%d].uart: %s" % (i, e)) from None
                 bits = 10 if m["parity"] == "N" else 11
                 master = Master(bus, m["baud"], bits, m["timeout_ms"], m["retries"])
                 buses[key] = master

@@ -1,176 +1,324 @@
-"""config.json: defaults, then one check of every field; a ConfigError names the field and the reason."""
+"""config.json: read it within bounds, fill in defaults, check every field; a ConfigError names the field and
+the reason.
+
+The board stops at the first problem. `meterbridge config validate` runs this same file under CPython with
+`collected` set to a list: then every problem goes there, in the order the board meets them.
+"""
 
 import json
 
+MAX_BYTES = 8192  # eight meters on Ethernet take about 3 KB
+_MAX_DEPTH = 8  # config.json nests 4 deep ({"meters": [{"uart": {…}}]})
+_MAX_METERS = 8
 _MQTT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _PHYS = ("LAN8710", "LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8041", "KSZ8081")  # network.PHY_* on ESP32
+# ESP32 datasheet v4.x §2.2 (Pin Description): GPIO 0..39; 34..39 are input only (toolchain.md §6)
+_GPIO_MAX = 39
+_INPUT_ONLY = 34
+
+_TOP = ("broker", "meters", "network", "storage", "log_level", "watchdog_ms", "heap_log_s", "board")
+_BROKER = ("host", "port", "prefix", "client_id", "keepalive", "username", "password", "tls",
+           "allow_plain_password", "max_payload")
+_TLS = ("ca", "cert", "key", "insecure")
+_METER = ("module_id", "profile", "meter_id", "slave", "baud", "parity", "period_ms", "timeout_ms", "retries",
+          "uart")
+_UART = ("device", "id", "tx", "rx", "de")
+_NETWORK = ("ntp", "hostname", "wifi", "ethernet")
+_WIFI = ("ssid", "password")
+_ETHERNET = ("phy_type", "phy_addr", "mdc", "mdio", "power", "ref_clk", "ref_clk_mode")
+
+collected = None  # None: stop at the first problem (the board); a list: note every problem in it (the host)
 
 
 class ConfigError(ValueError):
     """A config that cannot run: `field: reason`."""
 
 
-def _check(cond, where, reason):
-    if not cond:
-        raise ConfigError(where + ": " + reason)
+def _check(ok, where, reason):
+    """ok, or the problem `where: reason`: raised, or noted while collecting."""
+    if not ok:
+        if collected is None:
+            raise ConfigError(where + ": " + reason)
+        collected.append(where + ": " + reason)
+    return ok
 
 
-def _str(d, key, where, default=None, empty=False):
+def _near(word, words):
+    """The word of words within two edits of word (Levenshtein distance), as a hint; else None."""
+    best, least = None, 3
+    for known in words:
+        row = list(range(len(known) + 1))
+        for i, a in enumerate(word):
+            diag, row[0] = row[0], i + 1
+            for j, b in enumerate(known):
+                diag, row[j + 1] = row[j + 1], min(row[j + 1] + 1, row[j] + 1, diag + (a != b))
+        if row[-1] < least:
+            best, least = known, row[-1]
+    return best
+
+
+def _obj(d, where, keys, hint=""):
+    """Whether d is an object; each key it has that is not one of keys (a typo, ignored otherwise) is a problem."""
+    if not _check(isinstance(d, dict), where or "config", "must be an object" + hint):
+        return False
+    for key in d:
+        near = _near(key, keys) if len(key) < 40 else None
+        _check(key in keys, (where + "." if where else "") + key[:40],
+               "unknown key" + (" (did you mean %s?)" % near if near else ""))
+    return True
+
+
+def _str(d, key, where, default=None, most=64, empty=False, refuse=""):
+    """d[key] or default: a string of 1..most characters (0.. with empty), no control character or one of refuse."""
     v = d.get(key, default)
-    _check(isinstance(v, str) and (empty or v), where + key, "must be a non-empty string" if not empty else
-           "must be a string")
+    where += key
+    if not (_check(isinstance(v, str) and (empty or v != ""), where, "must be a " + ("string" if empty else
+                   "non-empty string")) and _check(len(v) <= most, where, "longer than %d characters" % most)):
+        return None
+    for c in v:
+        if not _check(c >= " " and c not in refuse, where, "must not contain %r" % c):
+            break
     return v
 
 
 def _int(d, key, where, default, lo, hi):
     v = d.get(key, default)
-    _check(type(v) is int and lo <= v <= hi, where + key, "must be an integer %d..%d" % (lo, hi))
-    return v
+    return v if _check(type(v) is int and lo <= v <= hi, where + key, "must be an integer %d..%d" % (lo, hi)) else None
 
 
-def _topic_part(v, where):
-    _check("+" not in v and "#" not in v and "/" not in v, where, "must not contain '/', '+' or '#'")
+def _bool(d, key, where):
+    """true or false only: 0 and "" are not false."""
+    v = d.get(key, False)
+    return v if _check(v is True or v is False, where + key, "must be true or false") else None
+
+
+def _gpio(d, key, where, optional=False, output=False):
+    v = d.get(key)
+    if optional and v is None:
+        return
+    where += key
+    if _check(type(v) is int and 0 <= v <= _GPIO_MAX, where,
+              "must be a GPIO number 0..%d%s" % (_GPIO_MAX, " or null" if optional else "")):
+        _check(not output or v < _INPUT_ONLY, where,
+               "GPIO%d is input only (GPIO%d..%d on ESP32); this needs an output pin" % (v, _INPUT_ONLY, _GPIO_MAX))
 
 
 def _broker(d):
+    if not _obj(d, "broker", _BROKER, " with at least host"):
+        return None
     w = "broker."
-    _check(isinstance(d, dict), "broker", "must be an object with at least host")
     b = {
-        "host": _str(d, "host", w),
+        "host": _str(d, "host", w, None, 253),  # a DNS name has at most 253 characters (RFC 1035 §2.3.4)
         "port": _int(d, "port", w, 1883, 1, 65535),
-        "prefix": _str(d, "prefix", w, "", True),
+        "prefix": _str(d, "prefix", w, "", 64, True, "+#"),
         "client_id": _str(d, "client_id", w, "meterbridge"),
         "keepalive": _int(d, "keepalive", w, 30, 5, 3600),
-        "username": d.get("username"),
-        "password": d.get("password"),
-        "tls": _tls(d.get("tls"), w + "tls"),
+        "username": None if d.get("username") is None else _str(d, "username", w, None, 128),
+        "password": None if d.get("password") is None else _str(d, "password", w, None, 128, True),
+        "tls": _tls(d.get("tls")),
         "max_payload": _int(d, "max_payload", w, 1024, 256, 16384),
     }
-    _check("+" not in b["prefix"] and "#" not in b["prefix"], w + "prefix", "must not contain '+' or '#'")
-    _check(all(c in _MQTT_ID_CHARS for c in b["client_id"]), w + "client_id", "use letters, digits, '_' and '-'")
-    for key in ("username", "password"):
-        _check(b[key] is None or isinstance(b[key], str), w + key, "must be a string")
-    _check((b["username"] is None) == (b["password"] is None), w + "password", "username and password go together")
-    plain = d.get("allow_plain_password", False)
-    _check(plain in (True, False), w + "allow_plain_password", "must be true or false")
-    _check(b["password"] is None or b["tls"] is not None or plain, w + "password",
+    cid = b["client_id"]
+    _check(cid is None or all(c in _MQTT_ID_CHARS for c in cid), w + "client_id", "use letters, digits, '_' and '-'")
+    password = d.get("password") is not None
+    _check((d.get("username") is None) != password, w + "password", "username and password go together")
+    plain = _bool(d, "allow_plain_password", w)
+    _check(not password or d.get("tls") not in (None, False) or plain, w + "password",
            "refused without TLS (set broker.tls, or broker.allow_plain_password: true on a trusted network)")
+    t = b["tls"]
+    _check(not password or t is None or t.get("ca") or t.get("insecure"), w + "tls.ca",
+           "a password over TLS needs the broker's CA to check it (or broker.tls.insecure: true, "
+           "which sends the password to any server)")
     return b
 
 
-def _tls(t, where):
-    """None, or {ca, cert, key}: file paths; a client cert needs its key."""
+def _tls(t):
+    """None, or {ca, cert, key, insecure}: file paths; a client cert needs its key."""
     if t is None or t is False:
         return None
     if t is True:
-        t = {}
-    _check(isinstance(t, dict), where, "must be true or an object with ca, cert, key")
+        return {}
+    w = "broker.tls"
+    if not _obj(t, w, _TLS, " or true"):
+        return None
     for key in ("ca", "cert", "key"):
-        _check(t.get(key) is None or isinstance(t[key], str), where + "." + key, "must be a file path")
-    _check((t.get("cert") is None) == (t.get("key") is None), where + ".key", "cert and key go together")
+        if t.get(key) is not None:
+            _str(t, key, w + ".", None, 128)
+    _bool(t, "insecure", w + ".")
+    _check((t.get("cert") is None) == (t.get("key") is None), w + ".key", "cert and key go together")
     return t
 
 
 def _meter(d, i, supported_baud):
-    w = "meters[%d]." % i
-    _check(isinstance(d, dict), "meters[%d]" % i, "must be an object")
+    w = "meters[%d]" % i
+    if not _obj(d, w, _METER):
+        return None
+    w += "."
+    # the module id is a topic level and, by default, the meter_id inside the JSON: none of /+#"\
     m = {
-        "module_id": _str(d, "module_id", w),
-        "profile": _str(d, "profile", w),
+        "module_id": _str(d, "module_id", w, None, 64, False, "/+#\"\\"),
+        "profile": _str(d, "profile", w, None, 128),
         "slave": _int(d, "slave", w, 1, 1, 247),  # Modbus over serial line v1.02, 2.2: 1..247
         "baud": _int(d, "baud", w, 9600, 1200, 230400),
         "parity": d.get("parity", "N"),
         "period_ms": _int(d, "period_ms", w, 1000, 10, 3600000),
         "timeout_ms": _int(d, "timeout_ms", w, 300, 20, 5000),
         "retries": _int(d, "retries", w, 1, 0, 5),
-        "uart": d.get("uart"),
+        "uart": _uart(d.get("uart"), w + "uart"),
     }
-    m["meter_id"] = _str(d, "meter_id", w, m["module_id"])
-    _topic_part(m["module_id"], w + "module_id")
-    _check(all(" " <= c and c not in "\"\\" for c in m["meter_id"]), w + "meter_id",
-           "no quotes, backslashes or control characters")
-    _check(m["parity"] in ("N", "E", "O"), w + "parity", "must be 'N', 'E' or 'O'")
-    _check(supported_baud(m["baud"]), w + "baud", "not supported on this platform")
-    _uart(m["uart"], w + "uart")
+    m["meter_id"] = _str(d, "meter_id", w, None, 64, False, "\"\\") if "meter_id" in d else m["module_id"]
+    if not _check(m["parity"] in ("N", "E", "O"), w + "parity", "must be 'N', 'E' or 'O'"):
+        m["parity"] = None
+    _check(m["baud"] is None or supported_baud(m["baud"]), w + "baud", "not supported on this platform")
     return m
-
-
-def _gpio(d, key, where, optional=False):
-    v = d.get(key)
-    _check((optional and v is None) or (type(v) is int and 0 <= v <= 48), where + key,
-           "must be a GPIO number" + (" or null" if optional else ""))
 
 
 def _uart(d, w):
     """Unix: {device}; a board: {id, tx, rx, de} (de null for an auto-direction transceiver)."""
-    _check(isinstance(d, dict), w, "must be an object (device on unix; id/tx/rx/de on a board)")
+    if not _obj(d, w, _UART, " (device on unix; id, tx, rx, de on a board)"):
+        return None
+    w += "."
     if "device" in d:
-        _str(d, "device", w + ".")
-        return
-    _int(d, "id", w + ".", None, 1, 2)  # UART0 carries the REPL
-    for key in ("tx", "rx"):
-        _gpio(d, key, w + ".")
-    _gpio(d, "de", w + ".", True)
+        _str(d, "device", w, None, 128)
+        return d
+    _int(d, "id", w, None, 1, 2)  # UART0 carries the REPL
+    _gpio(d, "tx", w, False, True)
+    _gpio(d, "rx", w)
+    _gpio(d, "de", w, True, True)
+    return d
+
+
+def _buses(meters):
+    """Meters on one serial line share its settings, and each answers to its own slave id."""
+    buses = {}
+    for i, m in enumerate(meters):
+        u = m and m["uart"]
+        bus = u and (u.get("device") or u.get("id"))  # as the app groups them
+        if type(bus) not in (str, int):
+            continue
+        w = "meters[%d]." % i
+        same = buses.setdefault(bus, [])
+        for j in same:
+            first = meters[j]
+            if j == same[0]:
+                for key in ("uart", "baud", "parity"):
+                    _check(None in (m[key], first[key]) or m[key] == first[key], w + key,
+                           "must match meters[%d] on the same bus (%s)" % (j, first[key]))
+            _check(m["slave"] is None or m["slave"] != first["slave"], w + "slave",
+                   "%d is taken by meters[%d] on the same bus" % (m["slave"] or 0, j))
+        same.append(i)
 
 
 def _network(d):
     """Wi-Fi or Ethernet (board only), NTP server and host name; absent on unix."""
-    w = "network."
     d = {} if d is None else d
-    _check(isinstance(d, dict), "network", "must be an object")
-    n = {"ntp": _str(d, "ntp", w, "pool.ntp.org"), "hostname": d.get("hostname"),
+    if not _obj(d, "network", _NETWORK):
+        return None
+    w = "network."
+    n = {"ntp": _str(d, "ntp", w, "pool.ntp.org", 253), "hostname": d.get("hostname"),
          "wifi": d.get("wifi"), "ethernet": d.get("ethernet")}
-    host = n["hostname"]
-    chars = _MQTT_ID_CHARS[:-2] + "-"
-    ok = host is None or (isinstance(host, str) and host and all(c in chars for c in host))
-    _check(ok, w + "hostname", "use letters, digits and '-'")
+    if n["hostname"] is not None:
+        # network.hostname() refuses more than 32 characters (MICROPY_PY_NETWORK_HOSTNAME_MAX_LEN)
+        host, chars = _str(d, "hostname", w, None, 32), _MQTT_ID_CHARS[:-2] + "-"
+        _check(host is None or all(c in chars for c in host), w + "hostname",
+               "use letters, digits and '-'")
     wifi, eth = n["wifi"], n["ethernet"]
     _check(wifi is None or eth is None, "network", "wifi or ethernet, not both")
-    if wifi is not None:
-        _check(isinstance(wifi, dict), w + "wifi", "must be an object with ssid and password")
+    if wifi is not None and _obj(wifi, w + "wifi", _WIFI, " with ssid and password"):
         ww = w + "wifi."
-        n["wifi"] = {"ssid": _str(wifi, "ssid", ww), "password": _str(wifi, "password", ww, "", True)}
-    if eth is not None:
+        # IEEE 802.11: an SSID has at most 32 octets, a WPA2 passphrase at most 63 characters (or 64 hex)
+        n["wifi"] = {"ssid": _str(wifi, "ssid", ww, None, 32), "password": _str(wifi, "password", ww, "", 64, True)}
+    if eth is not None and _obj(eth, w + "ethernet", _ETHERNET, " (see boards/<board>.json)"):
         we = w + "ethernet."
-        _check(isinstance(eth, dict), w + "ethernet", "must be an object (see boards/<board>.json)")
         _check(eth.get("phy_type") in _PHYS, we + "phy_type", "one of " + ", ".join(_PHYS))
         _int(eth, "phy_addr", we, None, 0, 31)
         for key in ("mdc", "mdio"):
-            _gpio(eth, key, we)
-        for key in ("power", "ref_clk"):
-            _gpio(eth, key, we, True)
+            _gpio(eth, key, we, False, True)
+        _gpio(eth, "power", we, True, True)
+        _gpio(eth, "ref_clk", we, True)
         _check(eth.get("ref_clk_mode") in (None, "in", "out"), we + "ref_clk_mode", "'in', 'out' or null")
     return n
 
 
 def parse(doc, supported_baud=lambda b: True):
     """Return the checked config with defaults filled in."""
-    _check(isinstance(doc, dict), "config", "must be a JSON object")
+    if not _obj(doc, "", _TOP):
+        return None
     meters = doc.get("meters")
-    _check(isinstance(meters, list) and meters, "meters", "must be a non-empty list")
+    ok = _check(isinstance(meters, list) and 0 < len(meters) <= _MAX_METERS, "meters",
+                "must be a list of 1..%d meters" % _MAX_METERS)
     cfg = {
         "broker": _broker(doc.get("broker")),
         "network": _network(doc.get("network")),
-        "meters": [_meter(m, i, supported_baud) for i, m in enumerate(meters)],
-        "storage": _str(doc, "storage", "", "meterbridge-state"),
+        "meters": [_meter(m, i, supported_baud) for i, m in enumerate(meters)] if ok else [],
+        "storage": _str(doc, "storage", "", "meterbridge-state", 128),
         "log_level": doc.get("log_level", "info"),
         "watchdog_ms": _int(doc, "watchdog_ms", "", 20000, 5000, 120000),
         "heap_log_s": _int(doc, "heap_log_s", "", 60, 1, 3600),
     }
-    ids = [m["module_id"] for m in cfg["meters"]]
+    ids = [m and m["module_id"] for m in cfg["meters"]]
     for i, mid in enumerate(ids):
-        _check(mid not in ids[:i], "meters[%d].module_id" % i, "duplicate %r" % mid)
+        _check(mid is None or mid not in ids[:i], "meters[%d].module_id" % i, "duplicate %r" % mid)
+    _buses(cfg["meters"])
     _check(cfg["log_level"] in ("debug", "info", "warn", "error"), "log_level", "debug, info, warn or error")
     return cfg
+
+
+def warnings(cfg):
+    """What a config that runs risks: the start-up log and `config validate` both say it."""
+    b = cfg["broker"]
+    out = []
+    if b["tls"] is not None and not b["tls"].get("ca"):
+        out.append("broker.tls: no CA, so any server can pose as the broker" +
+                   (" and receive the password" if b["password"] is not None else ""))
+    if b["password"] is not None and b["tls"] is None:
+        out.append("broker.allow_plain_password: the password crosses the network in plain text")
+    return out
+
+
+def _depth(text):
+    """How deep the arrays and objects in a JSON text nest, strings skipped."""
+    deepest = depth = 0
+    quoted = escaped = False
+    for c in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def decode(data, name):
+    """The JSON document in data (a file's bytes), or a ConfigError saying why there is none."""
+    if len(data) > MAX_BYTES:
+        raise ConfigError("%s: larger than %d bytes" % (name, MAX_BYTES))
+    try:
+        text = data.decode()
+    except UnicodeError:
+        raise ConfigError("%s: not UTF-8 text (save it as UTF-8)" % name) from None
+    if _depth(text) > _MAX_DEPTH:  # before json: deep nesting costs a board its heap, CPython its stack
+        raise ConfigError("%s: nested deeper than %d levels" % (name, _MAX_DEPTH))
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ConfigError("%s: not valid JSON (%s)" % (name, e)) from None
 
 
 def load(path, supported_baud=lambda b: True):
     """Read and check a config file."""
     try:
-        with open(path) as f:
-            doc = json.load(f)
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except OSError:
         raise ConfigError("%s: cannot read config file" % path) from None
-    except ValueError as e:
-        raise ConfigError("%s: not valid JSON (%s)" % (path, e)) from None
-    return parse(doc, supported_baud)
+    return parse(decode(data, path), supported_baud)

@@ -25,12 +25,14 @@ def _forget(*names):
 
 
 def _config():
+    """The checked config, and what it risks (warnings to log once the log level is known)."""
     from . import config
 
     try:
-        return config.load(hal.config_path(), hal.supported_baud)
+        cfg = config.load(hal.config_path(), hal.supported_baud)
     except config.ConfigError as e:
         hal.fatal("config: " + str(e))
+    return cfg, config.warnings(cfg)
 
 
 def _profiles(cfg):
@@ -53,19 +55,22 @@ def _profiles(cfg):
 
 
 def main():
-    cfg = _config()
+    cfg, warnings = _config()
     _forget("config")
     rx = bytearray(cfg["broker"]["max_payload"])
     profiles, buffers = _profiles(cfg)
     _forget("profile", "planner")
     log.level = _LEVELS[cfg["log_level"]]
+    for warning in warnings:
+        log.log(log.WARN, "config:", warning)
+    del warnings
     hal.start_network(cfg)
     from .app import App
 
     try:
         app = App(cfg, profiles, buffers, rx)
-    except OSError as e:
-        hal.fatal("bus: " + str(e))
+    except OSError as e:  # a serial device, a TLS file: the message names the field and the file
+        hal.fatal("start-up: " + str(e))
     del cfg, profiles, buffers  # what the app keeps it holds itself; the rest of the config goes
     gc.collect()
     log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())

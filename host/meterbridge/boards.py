@@ -9,7 +9,6 @@ from .errors import CommandError
 BOARDS = paths.REPO / "boards"
 _KEYS = ("name", "title", "chip", "mpy_arch", "flash", "uart", "labels", "transceiver", "ethernet", "button",
          "reserved", "notes")
-_INPUT_ONLY = {"esp32": range(34, 40)}  # ESP32 datasheet, GPIO34..39 have no output driver
 
 
 def names():
@@ -30,18 +29,14 @@ def load(name):
 
 
 def pin_problems(board, uart, where):
-    """Reasons why a meter's uart pins cannot work on this board, each naming the field."""
+    """Reasons why a meter's uart pins cannot work on this board, each naming the field (the chip's own limits,
+    such as input-only pins, are the firmware's config check)."""
     problems = []
-    inputs = _INPUT_ONLY.get(board["chip"], ())
     for key in ("tx", "rx", "de"):
         pin = uart.get(key)
-        if pin is None:
-            continue
-        why = board["reserved"].get(str(pin))
+        why = board["reserved"].get(str(pin)) if pin is not None else None
         if why:
             problems.append(f"{where}.{key}: GPIO{pin} is taken on {board['name']} ({why})")
-        elif key != "rx" and pin in inputs:
-            problems.append(f"{where}.{key}: GPIO{pin} is input only on {board['chip']}")
     return problems
 
 

@@ -21,6 +21,8 @@ _PARODD = const(0o1000)
 _CSTOPB = const(0o100)
 _VTIME = const(5)  # c_cc indices
 _VMIN = const(6)
+_OPEN_ERRORS = {2: "no such device", 13: "permission denied (is the user in group dialout?)", 16: "busy",
+                20: "no such device", 21: "a directory, not a device", 25: "not a serial device"}  # errno.h
 
 
 class Bus:
@@ -30,9 +32,12 @@ class Bus:
         device = uart.get("device") if isinstance(uart, dict) else None
         if not device:
             raise OSError("uart.device: a serial device path is needed on unix")
-        self._f = open(device, "r+b")
-        fd = self._f.fileno()
-        termios.setraw(fd)
+        try:
+            self._f = open(device, "r+b")
+            fd = self._f.fileno()
+            termios.setraw(fd)
+        except OSError as e:  # the path and the reason, not a bare "[Errno 2] ENOENT"
+            raise OSError("%s: %s" % (device, _OPEN_ERRORS.get(e.args[0], str(e)))) from None
         attrs = termios.tcgetattr(fd)
         self._char_us = (10 if parity == "N" else 11) * 1000000 // baud
         speed = _SPEEDS[baud]

@@ -1,21 +1,29 @@
 """`meterbridge config new|validate|show|boards`: make, check and inspect config.json; board wiring pictures.
 
-Validation runs the firmware's own rules (firmware/meterbridge/config.py, imported under CPython),
-then what only the host can see: the profile files, the uart form the platform needs and the
-board's pins.
+Validation runs the firmware's own rules (firmware/meterbridge/config.py, imported under CPython) in
+their collect-every-problem mode, so the first problem listed is the one a board stops at; then what
+only the host can see: the profile files, the uart form the platform needs, the board's pins and the
+TLS files.
 """
 
 import copy
+import functools
 import importlib.util
 import json
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from .. import boards, paths
 from ..errors import CommandError
 
 _SECRET = "********"
+_TLS_MAX = 16384  # as firmware/meterbridge/tls.py reads them
 
 
+@functools.cache
 def _firmware_config():
     """firmware/meterbridge/config.py as a module; it imports only json, so CPython runs it as is."""
     spec = importlib.util.spec_from_file_location("meterbridge_firmware_config",
@@ -32,6 +40,8 @@ def _profiles():
 def _platform_problems(cfg, platform, board):
     problems = []
     for i, m in enumerate(cfg["meters"]):
+        if not (m and m["uart"]):
+            continue
         where = f"meters[{i}].uart"
         on_board = "device" not in m["uart"]
         if platform == "esp32" and not on_board:
@@ -41,6 +51,8 @@ def _platform_problems(cfg, platform, board):
         elif board and on_board:
             problems += boards.pin_problems(board, m["uart"], where)
     net = cfg["network"]
+    if net is None:
+        return problems
     if platform == "esp32" and not (net["wifi"] or net["ethernet"]):
         problems.append("network: a board needs wifi (ssid, password) or ethernet")
     if board and net["ethernet"] and not board["ethernet"]:
@@ -48,30 +60,100 @@ def _platform_problems(cfg, platform, board):
     return problems
 
 
+def _read_tls(data, key):
+    """The certificate (ca, cert) or private key (key) in PEM or DER data; ValueError says why not."""
+    pem = data.lstrip().startswith(b"-----BEGIN")
+    if key != "key":
+        try:
+            return (x509.load_pem_x509_certificate if pem else x509.load_der_x509_certificate)(data)
+        except ValueError:
+            raise ValueError("not a certificate (PEM or DER)") from None
+    try:
+        return (serialization.load_pem_private_key if pem else serialization.load_der_private_key)(data, None)
+    except TypeError:
+        raise ValueError("an encrypted key: the board needs one without a passphrase") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("not a private key (PEM or DER)") from None
+
+
+def _tls_problems(cfg, path):
+    """Each TLS file the config names: there (beside the config, where deploy takes it from, or as given),
+    readable as what it should be, and the client key the one of the client certificate."""
+    tls = cfg["broker"] and cfg["broker"]["tls"]
+    problems, loaded = [], {}
+    for key in ("ca", "cert", "key"):
+        name = (tls or {}).get(key)
+        if not isinstance(name, str) or not name:
+            continue
+        where = f"broker.tls.{key}: {name}"
+        local = next((p for p in (Path(path).parent / name.lstrip("/"), Path(name)) if p.is_file()), None)
+        if local is None:
+            problems.append(f"{where}: no such file (beside the config or as given)")
+            continue
+        data = local.read_bytes()[:_TLS_MAX + 1]
+        if not data.strip():
+            problems.append(f"{where}: empty")
+        elif len(data) > _TLS_MAX:
+            problems.append(f"{where}: larger than {_TLS_MAX} bytes")
+        else:
+            try:
+                loaded[key] = _read_tls(data, key)
+            except ValueError as e:
+                problems.append(f"{where}: {e}")
+    if "cert" in loaded and "key" in loaded:
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if (loaded["cert"].public_key().public_bytes(serialization.Encoding.DER, spki)
+                != loaded["key"].public_key().public_bytes(serialization.Encoding.DER, spki)):
+            problems.append(f"broker.tls.key: {tls['key']}: not the key of broker.tls.cert {tls['cert']}")
+    return problems
+
+
+def _problems(path, platform, board):
+    """(config or None, board, every problem as `field: reason`) by the firmware's rules, then the host's."""
+    rules = _firmware_config()
+    try:
+        with open(path, "rb") as f:
+            data = f.read(rules.MAX_BYTES + 1)
+    except OSError as e:
+        raise CommandError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        doc = rules.decode(data, str(path))
+    except rules.ConfigError as e:  # nothing past this can be read
+        raise CommandError(str(e)) from None
+    problems = rules.collected = []
+    try:
+        cfg = rules.parse(doc)
+    finally:
+        rules.collected = None
+    if cfg is None:
+        return None, board, problems
+    if board is None and isinstance(doc.get("board"), str):
+        try:
+            board = boards.load(doc["board"])
+        except CommandError as e:
+            problems.append(f"board: {e}")
+    problems += [f"meters[{i}].profile: no profile {m['profile']!r} (known: {', '.join(_profiles())})"
+                 for i, m in enumerate(cfg["meters"]) if m and m["profile"] and m["profile"] not in _profiles()]
+    problems += _platform_problems(cfg, platform or ("esp32" if board else None), board)
+    problems += _tls_problems(cfg, path)
+    return cfg, board, problems
+
+
 def check(path, platform=None, board=None):
-    """(the parsed config with defaults, its board or None), or a CommandError naming the field and reason.
+    """(the parsed config with defaults, its board or None), or a CommandError listing every problem, each
+    with its field and reason.
 
     board defaults to the config's own "board" key (written by `config new`); a board implies esp32.
     """
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise CommandError(f"{path}: cannot read ({e.strerror})") from None
-    except ValueError as e:
-        raise CommandError(f"{path}: not valid JSON ({e})") from None
-    rules = _firmware_config()
-    try:
-        cfg = rules.parse(doc)
-    except rules.ConfigError as e:
-        raise CommandError(f"{path}: {e}") from None
-    if board is None and doc.get("board"):
-        board = boards.load(doc["board"])
-    problems = [f"meters[{i}].profile: no profile {m['profile']!r} (known: {', '.join(_profiles())})"
-                for i, m in enumerate(cfg["meters"]) if m["profile"] not in _profiles()]
-    problems += _platform_problems(cfg, platform or ("esp32" if board else None), board)
+    cfg, board, problems = _problems(path, platform, board)
     if problems:
         raise CommandError(f"{path}: " + f"\n{path}: ".join(problems))
     return cfg, board
+
+
+def warnings(cfg):
+    """What the firmware warns about at start-up for this config."""
+    return _firmware_config().warnings(cfg)
 
 
 def masked(cfg):
@@ -92,8 +174,11 @@ def _broker(args):
         broker["port"] = int(port)
     if args.username is not None:
         broker.update(username=args.username, password=args.password or "")
-    if args.tls:
-        broker["tls"] = True
+    if args.tls or args.ca or args.insecure:
+        if args.username is not None and not (args.ca or args.insecure):
+            raise CommandError("--tls with a password needs --ca FILE, the CA that signed the broker's certificate "
+                               "(or --insecure, which sends the password to any server)")
+        broker["tls"] = {**({"ca": args.ca} if args.ca else {}), **({"insecure": True} if args.insecure else {})}
     return broker
 
 
@@ -126,7 +211,7 @@ def _new(args):
     draft = out.with_name(out.name + ".new")  # checked before it replaces anything
     draft.write_text(json.dumps(doc, indent=2) + "\n")
     try:
-        check(draft, None if board else "unix", board)
+        cfg, _ = check(draft, None if board else "unix", board)
     except CommandError as e:
         draft.unlink()
         raise CommandError(str(e).replace(str(draft), str(out))) from None
@@ -135,6 +220,8 @@ def _new(args):
             f"DE={meter['uart']['de']}" if board else meter["uart"]["device"]
     print(f"wrote {out}: {args.profile} as {args.module_id}, slave {meter['slave']}, "
           f"{meter['baud']} {meter['parity']} on {where}")
+    for warning in warnings(cfg):
+        print(f"{out}: warning: {warning}")
     if board:
         print(f"next: meterbridge deploy --port PORT --config {out}")
 
@@ -143,6 +230,8 @@ def _validate(args):
     board = boards.load(args.board) if args.board else None
     cfg, _ = check(args.file, args.platform, board)
     print(f"{args.file}: ok ({len(cfg['meters'])} meter(s), broker {cfg['broker']['host']})")
+    for warning in warnings(cfg):
+        print(f"{args.file}: warning: {warning}")
 
 
 def _show(args):
@@ -176,6 +265,10 @@ def add_arguments(parser):
     new.add_argument("--username", help="broker user name")
     new.add_argument("--password", help="broker password (the firmware sends it only over TLS)")
     new.add_argument("--tls", action="store_true", help="connect to the broker over TLS")
+    new.add_argument("--ca", metavar="FILE", help="check the broker's certificate with this CA (PEM or DER; "
+                     "deploy copies it from beside the config); implies --tls")
+    new.add_argument("--insecure", action="store_true", help="TLS without checking the broker: any server "
+                     "that answers gets the password")
     new.add_argument("--slave", type=int, help="Modbus slave id (default: the profile's)")
     new.add_argument("--baud", type=int, help="line speed (default: the profile's)")
     new.add_argument("--parity", choices="NEO", help="parity (default: the profile's)")
