@@ -18,6 +18,7 @@ import pytest
 
 from meterbridge import deploy, paths
 from meterbridge.main import main
+from tlsutil import make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 MICROPYTHON = str(REPO / ".venv" / "bin" / "micropython")
@@ -274,8 +275,11 @@ def test_tls_files_named_by_the_config_are_copied(board, tmp_path, capsys):
     doc["broker"].update(tls={"ca": "/certs/ca.pem"})
     config.write_text(json.dumps(doc))
     status, _, err = run_deploy(capsys, "/dev/ttyUSB0", config, tmp_path)
-    assert status == 1 and "broker.tls.ca:" in err and "certs/ca.pem not found" in err
+    assert status == 1 and "broker.tls.ca: /certs/ca.pem: no such file" in err
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    status, _, err = run_deploy(capsys, "/dev/ttyUSB0", config, tmp_path)
+    assert status == 1 and "broker.tls.ca: /certs/ca.pem: not a certificate" in err  # checked before it is copied
+    make_pki(tmp_path / "certs")
     status, _, err = run_deploy(capsys, "/dev/ttyUSB0", config, tmp_path)
     assert status == 0, err and ("write", "certs/ca.pem") in board
