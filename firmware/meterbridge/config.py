@@ -7,25 +7,20 @@ The board stops at the first problem. `meterbridge config validate` runs this sa
 
 import json
 
-MAX_BYTES = 8192  # eight meters on Ethernet take about 3 KB
-_MAX_DEPTH = 8  # config.json nests 4 deep ({"meters": [{"uart": {…}}]})
-_MAX_METERS = 8
+from micropython import const
+
+_MAX_BYTES = const(8192)  # eight meters on Ethernet take about 3 KB
+_MAX_DEPTH = const(8)  # config.json nests 4 deep ({"meters": [{"uart": {…}}]})
+_MAX_METERS = const(8)
 _MQTT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _PHYS = ("LAN8710", "LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8041", "KSZ8081")  # network.PHY_* on ESP32
 # ESP32 datasheet v4.x §2.2 (Pin Description): GPIO 0..39; 34..39 are input only (toolchain.md §6)
-_GPIO_MAX = 39
-_INPUT_ONLY = 34
-
-_TOP = ("broker", "meters", "network", "storage", "log_level", "watchdog_ms", "heap_log_s", "board")
-_BROKER = ("host", "port", "prefix", "client_id", "keepalive", "username", "password", "tls",
-           "allow_plain_password", "max_payload")
-_TLS = ("ca", "cert", "key", "insecure")
-_METER = ("module_id", "profile", "meter_id", "slave", "baud", "parity", "period_ms", "timeout_ms", "retries",
-          "uart")
-_UART = ("device", "id", "tx", "rx", "de")
-_NETWORK = ("ntp", "hostname", "wifi", "ethernet")
-_WIFI = ("ssid", "password")
-_ETHERNET = ("phy_type", "phy_addr", "mdc", "mdio", "power", "ref_clk", "ref_clk_mode")
+_GPIO_MAX = const(39)
+_INPUT_ONLY = const(34)
+_QUOTE = const(34)  # '"' in a JSON text's bytes
+_BACKSLASH = const(92)
+# the known keys of each object are written where the object is checked (a table here would cost RAM: every
+# global name is interned for good on a board)
 
 collected = None  # None: stop at the first problem (the board); a list: note every problem in it (the host)
 
@@ -34,21 +29,21 @@ class ConfigError(ValueError):
     """A config that cannot run: `field: reason`."""
 
 
-def _check(ok, where, reason):
-    """ok, or the problem `where: reason`: raised, or noted while collecting."""
-    if not ok:
+def _check(cond, where, reason):
+    """cond, or the problem `where: reason`: raised, or noted while collecting."""
+    if not cond:
         if collected is None:
             raise ConfigError(where + ": " + reason)
         collected.append(where + ": " + reason)
-    return ok
+    return cond
 
 
-def _near(word, words):
-    """The word of words within two edits of word (Levenshtein distance), as a hint; else None."""
+def _near(key, keys):
+    """The one of keys within two edits of key (Levenshtein distance), as a hint; else None."""
     best, least = None, 3
-    for known in words:
+    for known in keys:
         row = list(range(len(known) + 1))
-        for i, a in enumerate(word):
+        for i, a in enumerate(key):
             diag, row[0] = row[0], i + 1
             for j, b in enumerate(known):
                 diag, row[j + 1] = row[j + 1], min(row[j + 1] + 1, row[j] + 1, diag + (a != b))
@@ -57,9 +52,9 @@ def _near(word, words):
     return best
 
 
-def _obj(d, where, keys, hint=""):
+def _obj(d, where, keys, reason="must be an object"):
     """Whether d is an object; each key it has that is not one of keys (a typo, ignored otherwise) is a problem."""
-    if not _check(isinstance(d, dict), where or "config", "must be an object" + hint):
+    if not _check(isinstance(d, dict), where or "config", reason):
         return False
     for key in d:
         near = _near(key, keys) if len(key) < 40 else None
@@ -68,15 +63,15 @@ def _obj(d, where, keys, hint=""):
     return True
 
 
-def _str(d, key, where, default=None, most=64, empty=False, refuse=""):
-    """d[key] or default: a string of 1..most characters (0.. with empty), no control character or one of refuse."""
+def _str(d, key, where, default=None, hi=64, empty=False, bad=""):
+    """d[key] or default: a string of 1..hi characters (0.. with empty), no control character and none of bad."""
     v = d.get(key, default)
     where += key
-    if not (_check(isinstance(v, str) and (empty or v != ""), where, "must be a " + ("string" if empty else
-                   "non-empty string")) and _check(len(v) <= most, where, "longer than %d characters" % most)):
+    if not (_check(isinstance(v, str) and (empty or v != ""), where, "must be a string" if empty else
+                   "must be a non-empty string") and _check(len(v) <= hi, where, "longer than %d characters" % hi)):
         return None
     for c in v:
-        if not _check(c >= " " and c not in refuse, where, "must not contain %r" % c):
+        if not _check(c >= " " and c not in bad, where, "must not contain %r" % c):
             break
     return v
 
@@ -92,19 +87,20 @@ def _bool(d, key, where):
     return v if _check(v is True or v is False, where + key, "must be true or false") else None
 
 
-def _gpio(d, key, where, optional=False, output=False):
+def _gpio(d, key, where, optional=False, out=False):
     v = d.get(key)
     if optional and v is None:
         return
     where += key
     if _check(type(v) is int and 0 <= v <= _GPIO_MAX, where,
               "must be a GPIO number 0..%d%s" % (_GPIO_MAX, " or null" if optional else "")):
-        _check(not output or v < _INPUT_ONLY, where,
+        _check(not out or v < _INPUT_ONLY, where,
                "GPIO%d is input only (GPIO%d..%d on ESP32); this needs an output pin" % (v, _INPUT_ONLY, _GPIO_MAX))
 
 
 def _broker(d):
-    if not _obj(d, "broker", _BROKER, " with at least host"):
+    if not _obj(d, "broker", ("host", "port", "prefix", "client_id", "keepalive", "username", "password", "tls",
+                              "allow_plain_password", "max_payload"), "must be an object with at least host"):
         return None
     w = "broker."
     b = {
@@ -126,7 +122,7 @@ def _broker(d):
     _check(not password or d.get("tls") not in (None, False) or plain, w + "password",
            "refused without TLS (set broker.tls, or broker.allow_plain_password: true on a trusted network)")
     t = b["tls"]
-    _check(not password or t is None or t.get("ca") or t.get("insecure"), w + "tls.ca",
+    _check(not password or t is None or t.get("ca") or t.get("insecure"), "broker.tls.ca",
            "a password over TLS needs the broker's CA to check it (or broker.tls.insecure: true, "
            "which sends the password to any server)")
     return b
@@ -138,8 +134,8 @@ def _tls(t):
         return None
     if t is True:
         return {}
-    w = "broker.tls"
-    if not _obj(t, w, _TLS, " or true"):
+    w = "broker." + "tls"
+    if not _obj(t, w, ("ca", "cert", "key", "insecure"), "must be true, or an object with ca, cert, key"):
         return None
     for key in ("ca", "cert", "key"):
         if t.get(key) is not None:
@@ -151,7 +147,8 @@ def _tls(t):
 
 def _meter(d, i, supported_baud):
     w = "meters[%d]" % i
-    if not _obj(d, w, _METER):
+    if not _obj(d, w, ("module_id", "profile", "meter_id", "slave", "baud", "parity", "period_ms", "timeout_ms",
+                       "retries", "uart")):
         return None
     w += "."
     # the module id is a topic level and, by default, the meter_id inside the JSON: none of /+#"\
@@ -175,7 +172,8 @@ def _meter(d, i, supported_baud):
 
 def _uart(d, w):
     """Unix: {device}; a board: {id, tx, rx, de} (de null for an auto-direction transceiver)."""
-    if not _obj(d, w, _UART, " (device on unix; id, tx, rx, de on a board)"):
+    if not _obj(d, w, ("device", "id", "tx", "rx", "de"),
+                "must be an object (device on unix; id, tx, rx, de on a board)"):
         return None
     w += "."
     if "device" in d:
@@ -212,7 +210,7 @@ def _buses(meters):
 def _network(d):
     """Wi-Fi or Ethernet (board only), NTP server and host name; absent on unix."""
     d = {} if d is None else d
-    if not _obj(d, "network", _NETWORK):
+    if not _obj(d, "network", ("ntp", "hostname", "wifi", "ethernet")):
         return None
     w = "network."
     n = {"ntp": _str(d, "ntp", w, "pool.ntp.org", 253), "hostname": d.get("hostname"),
@@ -224,11 +222,12 @@ def _network(d):
                "use letters, digits and '-'")
     wifi, eth = n["wifi"], n["ethernet"]
     _check(wifi is None or eth is None, "network", "wifi or ethernet, not both")
-    if wifi is not None and _obj(wifi, w + "wifi", _WIFI, " with ssid and password"):
+    if wifi is not None and _obj(wifi, w + "wifi", ("ssid", "password"), "must be an object with ssid and password"):
         ww = w + "wifi."
         # IEEE 802.11: an SSID has at most 32 octets, a WPA2 passphrase at most 63 characters (or 64 hex)
         n["wifi"] = {"ssid": _str(wifi, "ssid", ww, None, 32), "password": _str(wifi, "password", ww, "", 64, True)}
-    if eth is not None and _obj(eth, w + "ethernet", _ETHERNET, " (see boards/<board>.json)"):
+    if eth is not None and _obj(eth, w + "ethernet", ("phy_type", "phy_addr", "mdc", "mdio", "power", "ref_clk",
+                                                      "ref_clk_mode"), "must be an object (see boards/<board>.json)"):
         we = w + "ethernet."
         _check(eth.get("phy_type") in _PHYS, we + "phy_type", "one of " + ", ".join(_PHYS))
         _int(eth, "phy_addr", we, None, 0, 31)
@@ -242,7 +241,8 @@ def _network(d):
 
 def parse(doc, supported_baud=lambda b: True):
     """Return the checked config with defaults filled in."""
-    if not _obj(doc, "", _TOP):
+    if not _obj(doc, "", ("broker", "meters", "network", "storage", "log_level", "watchdog_ms", "heap_log_s",
+                          "board")):
         return None
     meters = doc.get("meters")
     ok = _check(isinstance(meters, list) and 0 < len(meters) <= _MAX_METERS, "meters",
@@ -276,38 +276,33 @@ def warnings(cfg):
     return out
 
 
-def _depth(text):
-    """How deep the arrays and objects in a JSON text nest, strings skipped."""
-    deepest = depth = 0
-    quoted = escaped = False
-    for c in text:
-        if quoted:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in "]}":
-            depth -= 1
-    return deepest
-
-
 def decode(data, name):
     """The JSON document in data (a file's bytes), or a ConfigError saying why there is none."""
-    if len(data) > MAX_BYTES:
-        raise ConfigError("%s: larger than %d bytes" % (name, MAX_BYTES))
+    if len(data) > _MAX_BYTES:
+        raise ConfigError("%s: larger than %d bytes" % (name, _MAX_BYTES))
+    depth = deepest = 0
+    quoted = escaped = False
+    for c in data:  # how deep arrays and objects nest, strings skipped: before json, which would spend a board's
+        if quoted:  # heap (CPython its stack) on deep nesting
+            if escaped:
+                escaped = False
+            elif c == _BACKSLASH:
+                escaped = True
+            elif c == _QUOTE:
+                quoted = False
+        elif c == _QUOTE:
+            quoted = True
+        elif c == 91 or c == 123:  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == 93 or c == 125:  # ] }
+            depth -= 1
+    if deepest > _MAX_DEPTH:
+        raise ConfigError("%s: nested deeper than %d levels" % (name, _MAX_DEPTH))
     try:
         text = data.decode()
     except UnicodeError:
         raise ConfigError("%s: not UTF-8 text (save it as UTF-8)" % name) from None
-    if _depth(text) > _MAX_DEPTH:  # before json: deep nesting costs a board its heap, CPython its stack
-        raise ConfigError("%s: nested deeper than %d levels" % (name, _MAX_DEPTH))
     try:
         return json.loads(text)
     except ValueError as e:
@@ -318,7 +313,7 @@ def load(path, supported_baud=lambda b: True):
     """Read and check a config file."""
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+            data = f.read(_MAX_BYTES + 1)
     except OSError:
         raise ConfigError("%s: cannot read config file" % path) from None
     return parse(decode(data, path), supported_baud)

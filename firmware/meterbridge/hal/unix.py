@@ -21,8 +21,6 @@ _PARODD = const(0o1000)
 _CSTOPB = const(0o100)
 _VTIME = const(5)  # c_cc indices
 _VMIN = const(6)
-_OPEN_ERRORS = {2: "no such device", 13: "permission denied (is the user in group dialout?)", 16: "busy",
-                20: "no such device", 21: "a directory, not a device", 25: "not a serial device"}  # errno.h
 
 
 class Bus:
@@ -37,7 +35,7 @@ class Bus:
             fd = self._f.fileno()
             termios.setraw(fd)
         except OSError as e:  # the path and the reason, not a bare "[Errno 2] ENOENT"
-            raise OSError("%s: %s" % (device, _OPEN_ERRORS.get(e.args[0], str(e)))) from None
+            raise OSError(device + (": no such device" if e.args[0] == 2 else ": %s" % e)) from None
         attrs = termios.tcgetattr(fd)
         self._char_us = (10 if parity == "N" else 11) * 1000000 // baud
         speed = _SPEEDS[baud]

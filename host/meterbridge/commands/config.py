@@ -10,6 +10,8 @@ import copy
 import functools
 import importlib.util
 import json
+import sys
+import types
 from pathlib import Path
 
 from cryptography import x509
@@ -25,7 +27,9 @@ _TLS_MAX = 16384  # as firmware/meterbridge/tls.py reads them
 
 @functools.cache
 def _firmware_config():
-    """firmware/meterbridge/config.py as a module; it imports only json, so CPython runs it as is."""
+    """firmware/meterbridge/config.py as a module; it imports only json and micropython.const, which CPython
+    lacks: the stand-in is the identity."""
+    sys.modules.setdefault("micropython", types.SimpleNamespace(const=lambda x: x))
     spec = importlib.util.spec_from_file_location("meterbridge_firmware_config",
                                                   paths.FIRMWARE / "meterbridge" / "config.py")
     module = importlib.util.module_from_spec(spec)
@@ -113,7 +117,7 @@ def _problems(path, platform, board):
     rules = _firmware_config()
     try:
         with open(path, "rb") as f:
-            data = f.read(rules.MAX_BYTES + 1)
+            data = f.read()
     except OSError as e:
         raise CommandError(f"{path}: cannot read ({e.strerror})") from None
     try:
