@@ -50,11 +50,17 @@ class Record:
             raise OcmfError("not an OCMF record (OCMF|<payload>|<signature>)")
         try:
             signature = json.loads(parts[2])
-            json.loads(parts[1])
+            payload = json.loads(parts[1], parse_float=Decimal)
+        except RecursionError:
+            raise OcmfError("OCMF section nested too deeply to be a record") from None
         except ValueError as e:
             raise OcmfError(f"OCMF section is not JSON: {e}") from e
         if not isinstance(signature, dict) or not isinstance(signature.get("SD"), str):
             raise OcmfError('signature section has no "SD"')
+        problems = [f"{key}: must be a string, not {_shown(signature[key])}" for key in ("SA", "SE")
+                    if not isinstance(signature.get(key, ""), str)] + payload_problems(payload)
+        if problems:
+            raise OcmfError("not an OCMF record as the specification has it:\n  " + "\n  ".join(problems))
         return cls(parts[1], parts[2], parts[3] if len(parts) == 4 else None)
 
     @property
@@ -81,6 +87,36 @@ class Record:
             previous = {key: reading.get(key, previous.get(key)) for key in READING_KEYS}
             out.append(previous)
         return out
+
+
+def _shown(value):
+    """A field's value for a message: short, in JSON."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def payload_problems(payload):
+    """Each field of the payload this tool reads that has the wrong type, as `field: reason` (OCMF: the payload
+    is an object; RD a list of readings; in a reading RV a number, TM, TX, RI, RU, RT, EF, ST strings)."""
+    if not isinstance(payload, dict):
+        return [f"payload: must be an object, not {_shown(payload)}"]
+    readings = payload.get("RD", [])
+    if not isinstance(readings, list):
+        return [f"RD: must be a list of readings, not {_shown(readings)}"]
+    problems = []
+    for i, reading in enumerate(readings):
+        if not isinstance(reading, dict):
+            problems.append(f"RD[{i}]: must be an object, not {_shown(reading)}")
+            continue
+        for key in READING_KEYS:
+            value = reading.get(key)
+            if value is None:
+                continue
+            if key == "RV" and type(value) not in (int, Decimal):  # NaN and Infinity parse as float
+                problems.append(f"RD[{i}].RV: must be a finite number, not {_shown(value)}")
+            elif key != "RV" and not isinstance(value, str):
+                problems.append(f"RD[{i}].{key}: must be a string, not {_shown(value)}")
+    return problems
 
 
 def curve(algorithm):
@@ -119,7 +155,7 @@ def verify(record, key):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # spec deviations pyocmf warns about do not decide the signature
             return bool(OCMF.from_string(record.text).verify_signature(key.hex())), "pyocmf"
-    except (PyOCMFError, ValueError) as e:
+    except (PyOCMFError, ValueError, TypeError) as e:  # TypeError: pyocmf on a field of a type it does not expect
         why = str(e).splitlines()[0]
     return _verify_directly(record, key), f"cryptography, as pyocmf could not ({why})"
 

@@ -130,3 +130,33 @@ def test_unusable_input_names_the_reason(capsys, p256, text, reason):
 def test_no_key_at_all(capsys, p256):
     code, out = verify(capsys, record(p256))
     assert code == 1 and "no public key" in out
+
+
+def _reading(**change):
+    doc = json.loads(PAYLOAD)
+    doc["RD"][0].update(change)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (PAYLOAD.replace('"RD":[', '"RD":5,"X":['), "RD: must be a list of readings, not 5"),
+    (PAYLOAD.replace('"RD":[', '"RD":[5,'), "RD[0]: must be an object, not 5"),
+    (_reading(TM=1764151200), "RD[0].TM: must be a string, not 1764151200"),
+    (_reading(RV="1234.5"), 'RD[0].RV: must be a finite number, not "1234.5"'),
+    (_reading(RV=True), "RD[0].RV: must be a finite number, not true"),
+    (PAYLOAD.replace('"RV":1234.5678125', '"RV":NaN'), "RD[0].RV: must be a finite number, not NaN"),
+    (_reading(ST=["G"]), 'RD[0].ST: must be a string, not ["G"]'),
+    ("[1]", "payload: must be an object, not [1]"),
+    ('{"RD":' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+])
+def test_a_malformed_record_names_the_field_and_what_is_wrong(capsys, p256, payload, reason):
+    """Signed, so only the fields' types are wrong: each gave a traceback (issue 15)."""
+    code, out = verify(capsys, record(p256, payload), "--key", spki(p256))
+    assert code == 1 and reason in out and "Traceback" not in out, out
+
+
+def test_a_malformed_signature_section_or_reply_gives_no_traceback(capsys, p256):
+    code, out = verify(capsys, record(p256, sa="x").replace('"SA":"x"', '"SA":5'), "--key", spki(p256))
+    assert code == 1 and "SA: must be a string, not 5" in out
+    code, out = verify(capsys, '{"signed_meter_value":' + "[" * 5000 + "]" * 5000 + "}", "--key", spki(p256))
+    assert code == 1 and "nested too deeply" in out

@@ -79,6 +79,8 @@ def _record(text):
     if text.startswith("{"):
         try:
             doc = json.loads(text)
+        except RecursionError:
+            raise CommandError("input is JSON nested too deeply to be a reply") from None
         except ValueError as e:
             raise CommandError(f"input is neither OCMF nor JSON: {e}") from e
         value = doc.get("signed_meter_value", doc) if isinstance(doc, dict) else None
