@@ -7,6 +7,8 @@ free for mpremote. It is entered when:
   `starts` and its Watchdog clears them); a power-on clears the count, and safe mode does too,
   so the next reset tries again,
 - the board's button (board.json) is held while the board starts.
+After a soft reset (Ctrl-D, mpremote) a watchdog started by the bridge is fed from machine.Timer(0)
+until the bridge starts again, so the REPL stays up.
 This file is self-contained on purpose: it must work even when the meterbridge package is broken.
 """
 
@@ -21,6 +23,7 @@ _SAFE_FLAG = "safemode"
 _STARTS = "starts"  # written by meterbridge/hal/esp32.py
 _MAX_STARTS = const(3)
 _WINDOW_MS = const(1000)  # how long the button is watched for
+_FEEDER = const(0)  # the machine.Timer that feeds the watchdog while the bridge does not (hal/esp32.py: the same)
 
 
 class SafeMode(Exception):
@@ -83,6 +86,24 @@ def _reason():
     return None
 
 
+def _keep_watchdog_fed():
+    """After a soft reset, a watchdog the bridge started still runs (it cannot be stopped) with the timeout
+    the HAL kept in RTC memory: feed it from a Timer, so the REPL and mpremote stay up until the bridge's
+    own supervisor takes over (meterbridge/hal/esp32.py stops this Timer then)."""
+    if machine.reset_cause() != machine.SOFT_RESET:
+        return  # a hard reset stopped it
+    try:
+        timeout = int(machine.RTC().memory())
+    except ValueError:
+        return  # none was started
+    wdt = machine.WDT(timeout=timeout)
+    machine.Timer(_FEEDER).init(period=timeout // 4, callback=lambda t: wdt.feed())
+
+
+try:
+    _keep_watchdog_fed()
+except Exception as e:  # as below: never in the way of the bridge
+    print("boot.py:", repr(e))
 try:
     _why = _reason()
 except Exception as e:  # a fault in this guard must not keep the bridge from starting

@@ -334,3 +334,76 @@ def test_a_network_interface_that_fails_resets_the_board(tmp_path):
                    "network.LAN = broken\n"
                    f"esp32.start_network({{'network': {{'ethernet': {eth!r}}}}})\n", tmp_path, check=False)
     assert out.returncode == 99 and (tmp_path / "starts").read_text() == "1"
+
+
+def repl_session(args, tmp_path, env, ready, wait_s):
+    """micropython -i ARGS: wait for `ready` in its output and type Ctrl-C (the stand-in's `ctrl-c` file)
+    unless ready is None, wait wait_s, then type at the REPL. Returns (whether the REPL answered, all output)."""
+    full = dict(os.environ, MICROPYPATH=MICROPYPATH, **env)
+    proc = subprocess.Popen([MICROPYTHON, "-i", *args], env=full, cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    if ready:
+        end = time.monotonic() + 30
+        while ready not in seen:
+            assert proc.poll() is None and time.monotonic() < end, seen
+            if select.select([proc.stdout], [], [], 0.2)[0]:
+                seen += os.read(proc.stdout.fileno(), 4096).decode()
+        (tmp_path / "ctrl-c").write_text("")
+    time.sleep(wait_s)
+    try:
+        out, _ = proc.communicate("print('still', 6 * 7)\n", timeout=20)
+    except BrokenPipeError:
+        out, _ = proc.communicate(timeout=20)
+    seen += out
+    return "still 42" in seen, seen
+
+
+AS_BOARD = """import sys
+import meterbridge
+from meterbridge.hal import esp32
+meterbridge.hal = sys.modules["meterbridge.hal"] = esp32  # what sys.platform == "esp32" selects on a board
+"""
+
+
+def test_ctrl_c_leaves_a_repl_that_the_watchdog_does_not_reset(tmp_path):
+    """The firmware's own main.py on the stand-in: the watchdog (5 s, it cannot be stopped) keeps running
+    after Ctrl-C; the person at the REPL gets a message, and the board is still there 7 s later."""
+    master, slave = os.openpty()  # a bus where no meter answers
+    try:
+        (tmp_path / "profiles").symlink_to(REPO / "firmware" / "profiles")
+        (tmp_path / "config.json").write_text(json.dumps({
+            "broker": {"host": "127.0.0.1", "port": 1}, "watchdog_ms": 5000,
+            "meters": [{"module_id": "m1", "profile": "eastron_sdm120",
+                        "uart": {"id": 1, "tx": 17, "rx": 16, "de": 4}}]}))
+        (tmp_path / "board.py").write_text(AS_BOARD + f"exec(open({str(REPO / 'firmware' / 'main.py')!r}).read())\n")
+        answered, out = repl_session(["board.py"], tmp_path,
+                                     {"STANDIN_UART1": os.ttyname(slave)}, "started on esp32", 7)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "watchdog reset" not in out and answered, out
+    assert "machine.Timer(0) now feeds it" in out
+
+
+SOFT_RESET = {"STANDIN_RESET_CAUSE": "SOFT_RESET", "STANDIN_WDT": "1000", "STANDIN_RTC_MEMORY": "1000"}
+
+
+@pytest.mark.parametrize("safe_mode", [False, True])
+def test_after_a_soft_reset_boot_py_keeps_the_bridges_watchdog_fed(tmp_path, safe_mode):
+    """Ctrl-D, or mpremote's soft reset into the raw REPL: the watchdog the bridge started still runs; the
+    REPL (safe mode or not) stays up for 3 timeouts."""
+    if safe_mode:
+        (tmp_path / "safemode").write_text("")
+    answered, out = repl_session([str(REPO / "firmware" / "boot.py")], tmp_path, SOFT_RESET, None, 3)
+    assert "watchdog reset" not in out and answered, out
+
+
+def test_the_bridge_takes_the_feeding_over_from_boot_py(tmp_path):
+    """Once the bridge's Watchdog exists, only its supervisor feeds: a stalled bridge is still reset."""
+    script = tmp_path / "start.py"
+    script.write_text(f"exec(open({str(REPO / 'firmware' / 'boot.py')!r}).read())\n"
+                      "from meterbridge.hal import esp32\n"
+                      "w = esp32.Watchdog(1000)\n")
+    answered, out = repl_session([str(script)], tmp_path, SOFT_RESET, None, 3)
+    assert "watchdog reset" in out and not answered, out

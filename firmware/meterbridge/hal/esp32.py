@@ -24,6 +24,7 @@ _NTP_TIMEOUT_S = const(2)
 _NTP_RETRY_MS = const(30000)
 _NTP_REFRESH_MS = const(3600000)
 _HEALTHY_MS = const(60000)
+_FEEDER = const(0)  # the machine.Timer that feeds the watchdog while the bridge is stopped (boot.py: the same)
 _STARTS = "starts"  # app starts not yet followed by a healthy minute; boot.py reads it (crash-loop guard)
 _EPOCH_S = 0 if time.gmtime(0)[0] == 1970 else 946684800  # ports with the 2000 epoch
 
@@ -61,13 +62,15 @@ class Bus:
             uart.write(buf, n)
             return
         de.value(1)
-        uart.write(buf, n)
-        # UART.txdone() (MicroPython >= 1.20): TX FIFO empty and the transmitter idle, i.e. the last stop
-        # bit is out (ports/esp32/machine_uart.c: uart_wait_tx_done with no wait)
-        limit = time.ticks_add(time.ticks_us(), n * self._char_us + _SLACK_US)
-        while not uart.txdone() and time.ticks_diff(limit, time.ticks_us()) > 0:
-            pass
-        de.value(0)
+        try:
+            uart.write(buf, n)
+            # UART.txdone() (MicroPython >= 1.20): TX FIFO empty and the transmitter idle, i.e. the last
+            # stop bit is out (ports/esp32/machine_uart.c: uart_wait_tx_done with no wait)
+            limit = time.ticks_add(time.ticks_us(), n * self._char_us + _SLACK_US)
+            while not uart.txdone() and time.ticks_diff(limit, time.ticks_us()) > 0:
+                pass
+        finally:  # Ctrl-C in the middle must not leave the driver on
+            de.value(0)
 
     def readinto(self, mv):
         """Read what has arrived into mv; 0 when nothing."""
@@ -88,10 +91,17 @@ Storage = storage.Storage  # the same on every platform; re-exported for the app
 
 
 class Watchdog:
-    """machine.WDT; feeding it for a minute also marks this start healthy for boot.py's crash-loop guard."""
+    """machine.WDT; feeding it for a minute also marks this start healthy for boot.py's crash-loop guard.
+
+    machine.WDT cannot be stopped and survives a soft reset (docs: machine.WDT; ports/esp32/machine_wdt.c),
+    so its timeout goes into RTC memory, which a soft reset keeps: boot.py feeds it from a Timer after
+    one, and stopped() does after Ctrl-C. Here the supervisor takes the feeding over from boot.py.
+    """
 
     def __init__(self, timeout_ms, healthy_ms=_HEALTHY_MS):
+        machine.Timer(_FEEDER).deinit()  # boot.py's: from now on only a supervisor that sees progress feeds
         self._wdt = machine.WDT(timeout=timeout_ms)
+        machine.RTC().memory(b"%d" % timeout_ms)
         self._healthy_at = time.ticks_add(time.ticks_ms(), healthy_ms)
         self._proven = False
 
@@ -100,6 +110,19 @@ class Watchdog:
         if not self._proven and time.ticks_diff(time.ticks_ms(), self._healthy_at) >= 0:
             self._proven = True
             _remove(_STARTS)
+
+
+def stopped():
+    """The bridge stopped at Ctrl-C: feed a started watchdog from a Timer, so the REPL that follows stays up."""
+    try:
+        timeout = int(machine.RTC().memory())
+    except ValueError:
+        return  # no watchdog was started
+    wdt = machine.WDT(timeout=timeout)
+    machine.Timer(_FEEDER).init(period=timeout // 4, callback=lambda t: wdt.feed())
+    print("meterbridge stopped. The watchdog cannot be stopped, so machine.Timer(%d) now feeds it every %d ms"
+          " and this REPL stays up; a blocking call longer than %d ms still resets the board."
+          " Ctrl-D or machine.reset() starts the bridge again." % (_FEEDER, timeout // 4, timeout))
 
 
 def _remove(path):

@@ -112,6 +112,10 @@ class Watchdog:
                 os.system("kill -9 $PPID")  # the shell's parent is this process; no os.kill on the unix port
 
 
+def stopped():
+    """Nothing to keep up: the process ends with the firmware, and its watchdog thread with it."""
+
+
 def config_path():
     """The config file: the first argument, else config.json in the working directory."""
     return sys.argv[1] if len(sys.argv) > 1 else "config.json"

@@ -6,7 +6,14 @@ framing (FRAMES), and every release of an RS-485 transceiver's DE pin (RELEASES)
 transceiver lost because they arrived while DE was still high (its receiver is off then).
 Wiring comes from the environment: STANDIN_UART<id>=<pty path>, STANDIN_UART<id>_DE=<gpio>,
 STANDIN_PIN<gpio>=<input level>, STANDIN_RESET_CAUSE=<PWRON_RESET|WDT_RESET|...>,
-STANDIN_RTC=set (the RTC kept a valid time over the reset; else it starts at 2000-01-01).
+STANDIN_RTC=set (the RTC kept a valid time over the reset; else it starts at 2000-01-01),
+STANDIN_RTC_MEMORY=<bytes> (RTC.memory() kept over a soft reset), STANDIN_WDT=<timeout ms> (a watchdog
+started before a soft reset: it still runs).
+
+The watchdog resets the "board" as the chip's does (docs: machine.WDT; ports/esp32/machine_wdt.c): not
+fed within its timeout, it ends the process from a thread, whatever the program is doing; it cannot be
+stopped, and WDT() again only sets a new timeout. Timer callbacks run in a thread of their own (on the
+board they are scheduled and run between bytecodes, and while the REPL waits for input).
 
 The UART keeps the board's timing (ports/esp32/machine_uart.c, ESP-IDF uart driver): bytes leave one
 after another at the baud rate and framing, a write returns once its bytes fit in the TX ring buffer plus
@@ -14,8 +21,10 @@ the 128-byte hardware FIFO (it blocks while they do not), and txdone() is true o
 of everything written is out. The bytes reach the pty at once; the far end times them from the first.
 """
 
+import _thread
 import os
 import select
+import sys
 import termios
 import time
 
@@ -215,25 +224,99 @@ class UART:
         self._f.close()
 
 
+_watchdog = []  # [timeout ms, ticks_ms of the last feed] once the one watchdog runs
+
+
+def _arm_watchdog(timeout):
+    if not _watchdog:
+        _thread.start_new_thread(_watch, ())
+    _watchdog[:] = [timeout, time.ticks_ms()]
+
+
+def _watch():
+    while True:
+        time.sleep_ms(10)
+        timeout, last = _watchdog
+        quiet = time.ticks_diff(time.ticks_ms(), last)
+        if quiet > timeout:
+            print("[standin] watchdog reset: %d ms without feed" % quiet, file=sys.stderr)
+            os.system("kill -9 $PPID")  # the shell's parent is this process; the unix port has no os.kill
+
+
 class WDT:
     def __init__(self, id=0, timeout=5000):
         if timeout < 1:
             raise ValueError("WDT timeout too short")
         self.timeout = timeout
-        self._last = time.ticks_ms()
+        _arm_watchdog(timeout)
 
     def feed(self):
+        _ctrl_c()
         now = time.ticks_ms()
-        gap = time.ticks_diff(now, self._last)
-        if gap > self.timeout:
-            WDT_EXPIRED.append((gap, self.timeout))
-        self._last = now
+        gap = time.ticks_diff(now, _watchdog[1])
+        if gap > _watchdog[0]:
+            WDT_EXPIRED.append((gap, _watchdog[0]))
+        _watchdog[1] = now
+
+
+def _ctrl_c():
+    """Ctrl-C typed at the console: a file `ctrl-c` in the working directory. The board raises it in the main
+    thread at a safe point (a pending exception); the unix port's SIGINT would raise at once, in any thread,
+    even inside a garbage collection. So the stand-in raises it here, where the firmware runs: WDT.feed()."""
+    try:
+        os.remove("ctrl-c")
+    except OSError:
+        return
+    raise KeyboardInterrupt
+
+
+if os.getenv("STANDIN_WDT"):
+    _arm_watchdog(int(os.getenv("STANDIN_WDT")))
+
+_timer_runs = {}  # timer id -> the run now current; a thread calls the callback while its run is current
+
+
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id, **kwargs):
+        if not 0 <= id <= 3:
+            raise ValueError(f"Timer({id}) doesn't exist")
+        self.id = id  # Timer(id) again is the same hardware timer
+        if kwargs:
+            self.init(**kwargs)
+
+    def init(self, *, mode=PERIODIC, period=-1, callback=None):
+        run = _timer_runs.get(self.id, 0) + 1
+        _timer_runs[self.id] = run
+        _thread.start_new_thread(self._run, (run, mode, period, callback))
+
+    def deinit(self):
+        _timer_runs[self.id] = _timer_runs.get(self.id, 0) + 1
+
+    def _run(self, run, mode, period, callback):
+        while True:
+            time.sleep_ms(period)
+            if _timer_runs[self.id] != run:
+                return
+            callback(self)
+            if mode == self.ONE_SHOT:
+                return
 
 
 class RTC:
     """The chip's clock: 2000-01-01 after power-on unless STANDIN_RTC=set; ntptime.settime() sets it."""
 
     _offset = [None]
+    _memory = [os.getenv("STANDIN_RTC_MEMORY", "").encode()]
+
+    def memory(self, data=None):
+        """Bytes kept over a soft reset (and, on the ESP32, over other resets but a power-on)."""
+        if data is None:
+            return self._memory[0]
+        self._memory[0] = bytes(data)
+        return None
 
     def __init__(self, id=0):
         if self._offset[0] is None:
