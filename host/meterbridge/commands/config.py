@@ -243,17 +243,21 @@ def _show(args):
 
 
 def _boards(args):
+    pins = ", ".join(f"{pin} ({why})" for pin, why in boards.STRAPPING.items())
+    print(f"ESP32 strapping pins, read at reset: {pins}. Input-only: 34-39, without pull resistors.")
     for name in boards.names():
         board = boards.load(name)
         net = "Ethernet + Wi-Fi" if board["ethernet"] else "Wi-Fi"
         u = board["uart"]
-        print(f"{name:24} {board['chip']:6} {net:16} UART{u['id']} TX={u['tx']} RX={u['rx']} DE={u['de']}")
+        print(f"{name:28} {board['chip']:6} {net:16} UART{u['id']} TX={u['tx']} RX={u['rx']} DE={u['de']}")
         for note in board["notes"]:
-            print(f"{'':24} - {note}")
+            print(f"{'':28} - {note}")
+        if boards.strapping_uses(board):
+            print(f"{'':28} - on a strapping pin: {', '.join(boards.strapping_uses(board))}")
         if args.svg:
             out = Path(args.svg) / f"{name}.svg"
             out.write_text(boards.wiring_svg(board))
-            print(f"{'':24} wrote {out}")
+            print(f"{'':28} wrote {out}")
 
 
 def add_arguments(parser):
