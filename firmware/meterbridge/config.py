@@ -56,7 +56,7 @@ def _obj(d, where, keys, reason="must be an object"):
     """Whether d is an object; each key it has that is not one of keys (a typo, ignored otherwise) is a problem."""
     if not _check(isinstance(d, dict), where or "config", reason):
         return False
-    for key in d:
+    for key in sorted(d):  # in one order on every port: a MicroPython dict keeps no insertion order
         near = _near(key, keys) if len(key) < 40 else None
         _check(key in keys, (where + "." if where else "") + key[:40],
                "unknown key" + (" (did you mean %s?)" % near if near else ""))
