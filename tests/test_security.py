@@ -98,3 +98,15 @@ def test_password_without_tls_is_refused(tmp_path, broker):
         assert PASSWORD not in log
     finally:
         b.stop()
+
+
+def test_insecure_tls_connects_and_warns_that_the_broker_is_not_checked(tmp_path, tls_broker):
+    port, _ = tls_broker
+    b = _bridge(tmp_path, port, tls={"insecure": True}, username=USER, password=PASSWORD)
+    try:
+        assert wait_until(lambda: "mqtt connected" in b.firmware_log(), 15), b.firmware_log()
+        log = b.firmware_log()
+        assert "warn: config: broker.tls: no CA, so any server can pose as the broker and receive the password" in log
+        assert PASSWORD not in log
+    finally:
+        b.stop()
