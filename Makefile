@@ -7,7 +7,7 @@ LIB := build/lib
 .PHONY: setup demo test lint bench clean
 
 setup: $(VENV)/.installed $(LIB)/umqtt/simple.py
-	@tools/need_mosquitto.sh
+	@tools/need_system.sh
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
