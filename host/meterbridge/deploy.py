@@ -159,6 +159,17 @@ class Device:
         except TransportError as e:
             raise CommandError(f"{self.port}: {what} failed: {e}") from None
 
+    def output(self, code, what, timeout=60):
+        """Everything code prints on the device; a traceback there is a CommandError with its last line."""
+        try:
+            out, err = self._t.exec_raw(code, timeout=timeout)
+        except TransportError as e:
+            raise CommandError(f"{self.port}: {what} failed: {e}") from None
+        if err:
+            said = err.decode(errors="replace").strip().splitlines()
+            raise CommandError(f"{self.port}: {what} failed: {said[-1] if said else 'an error'}")
+        return out.decode(errors="replace")
+
     def info(self):
         """(sys.platform, .mpy version) of the device."""
         out = self._exec("import sys\nprint(sys.platform, getattr(sys.implementation, '_mpy', 0) & 0xFF)",

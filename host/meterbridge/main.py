@@ -20,6 +20,7 @@ _COMMANDS = {
     "flash": ("flash", "erase a board and write the MicroPython image for it (esptool)"),
     "deploy": ("deploy", "compile the firmware and copy what changed, the config and profiles to a board"),
     "config": ("config", "create, validate or show a config.json; list boards and draw their wiring"),
+    "selftest": ("selftest", "run the firmware's own checks on a board and print a table for a bug report"),
 }
 
 
