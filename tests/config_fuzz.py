@@ -90,3 +90,30 @@ def config_bytes(rng):
 def stream(seed, count):
     rng = random.Random(seed)
     return [config_bytes(rng) for _ in range(count)]
+
+
+def spoilt_tls_files(rng, good, count):
+    """count (key, bytes) pairs: the good PEM files of a PKI ({"ca"|"cert"|"key": bytes}) cut short, with bytes
+    flipped, lines dropped or swapped between kinds, as DER, or empty."""
+    out = []
+    for _ in range(count):
+        key = rng.choice(["ca", "cert", "key"])
+        data = good[key]
+        kind = rng.randrange(7)
+        if kind == 0:
+            data = data[:rng.randrange(len(data))]
+        elif kind == 1:
+            i = rng.randrange(len(data))
+            data = data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
+        elif kind == 2:
+            lines = data.split(b"\n")
+            del lines[rng.randrange(len(lines))]
+            data = b"\n".join(lines)
+        elif kind == 3:
+            data = good[rng.choice(["ca", "cert", "key"])]
+        elif kind == 4:
+            data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 200)))
+        elif kind == 5:
+            data = b""
+        out.append((key, data))
+    return out

@@ -10,6 +10,8 @@ import copy
 import functools
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -69,8 +71,10 @@ def _read_tls(data, key):
     pem = data.lstrip().startswith(b"-----BEGIN")
     if key != "key":
         try:
-            return (x509.load_pem_x509_certificate if pem else x509.load_der_x509_certificate)(data)
-        except ValueError:
+            cert = (x509.load_pem_x509_certificate if pem else x509.load_der_x509_certificate)(data)
+            cert.public_key()  # parsed lazily: a broken key inside shows only here
+            return cert
+        except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
             raise ValueError("not a certificate (PEM or DER)") from None
     try:
         return (serialization.load_pem_private_key if pem else serialization.load_der_private_key)(data, None)
@@ -80,11 +84,29 @@ def _read_tls(data, key):
         raise ValueError("not a private key (PEM or DER)") from None
 
 
+def _board_tls_problem(tls):
+    """What the firmware's own TLS set-up (tls.py, mbedTLS) says about these files under the unix port: the
+    first problem, or None. None too where the unix port is not installed."""
+    try:
+        micropython = paths.micropython()
+    except FileNotFoundError:
+        return None
+    script = "import sys, json\nfrom meterbridge import tls\ntry:\n    tls.context(json.loads(sys.argv[1]))\n" \
+             "except OSError as e:\n    print(e)\n"
+    done = subprocess.run([micropython, "-c", script, json.dumps(tls)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "MICROPYPATH": f".frozen{os.pathsep}{paths.FIRMWARE}"})
+    if done.returncode:  # not an OSError naming the file: the last line of the traceback
+        last = (done.stdout + done.stderr).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return "broker.tls: the firmware's TLS set-up fails: " + last[0]
+    return done.stdout.strip() or None
+
+
 def _tls_problems(cfg, path):
     """Each TLS file the config names: there (beside the config, where deploy takes it from, or as given),
-    readable as what it should be, and the client key the one of the client certificate."""
+    readable as what it should be, the client key the one of the client certificate, and usable by the
+    firmware's own TLS set-up."""
     tls = cfg["broker"] and cfg["broker"]["tls"]
-    problems, loaded = [], {}
+    problems, loaded, local_paths = [], {}, {}
     for key in ("ca", "cert", "key"):
         name = (tls or {}).get(key)
         if not isinstance(name, str) or not name:
@@ -94,6 +116,7 @@ def _tls_problems(cfg, path):
         if local is None:
             problems.append(f"{where}: no such file (beside the config or as given)")
             continue
+        local_paths[key] = str(local)
         data = local.read_bytes()[:_TLS_MAX + 1]
         if not data.strip():
             problems.append(f"{where}: empty")
@@ -109,6 +132,12 @@ def _tls_problems(cfg, path):
         if (loaded["cert"].public_key().public_bytes(serialization.Encoding.DER, spki)
                 != loaded["key"].public_key().public_bytes(serialization.Encoding.DER, spki)):
             problems.append(f"broker.tls.key: {tls['key']}: not the key of broker.tls.cert {tls['cert']}")
+    if local_paths and not problems:
+        said = _board_tls_problem(local_paths)
+        if said:
+            for key, local in local_paths.items():
+                said = said.replace(f"broker.tls.{key}: {local}: ", f"broker.tls.{key}: {tls[key]}: ")
+            problems.append(said)
     return problems
 
 
