@@ -302,7 +302,14 @@ def decode(data, name):
     try:
         text = data.decode()
     except UnicodeError:
-        raise ConfigError("%s: not UTF-8 text (save it as UTF-8)" % name) from None
+        line = 1
+        for part in data.split(b"\n"):  # the first line that is not UTF-8
+            try:
+                part.decode()
+            except UnicodeError:
+                break
+            line += 1
+        raise ConfigError("%s: line %d is not UTF-8 text (save the file as UTF-8)" % (name, line)) from None
     try:
         return json.loads(text)
     except ValueError as e:

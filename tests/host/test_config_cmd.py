@@ -169,7 +169,7 @@ def test_validate_lists_every_problem_at_once_the_boards_first(capsys, tmp_path)
 @pytest.mark.parametrize("data,message", [
     (b'{"broker": {"host": "x' + b"y" * 2_000_000 + b'"}}', "larger than 8192 bytes"),
     (b'{"meters": ' + b"[" * 3000 + b"]" * 3000 + b"}", "nested deeper than 8 levels"),
-    (b'{"broker": {"host": "caf\xe9"}}', "not UTF-8 text"),
+    (b'{"broker":\n {"host": "caf\xe9"}}', "line 2 is not UTF-8 text"),
     (b'{"broker": {"host": "x"}, "meters": [}', "not valid JSON"),
 ])
 def test_validate_refuses_a_file_it_cannot_read_without_a_traceback(capsys, tmp_path, data, message):
