@@ -44,6 +44,7 @@ def test_broker_restarts(tmp_path):
     ["--garbage-rate", "0.3"],
     ["--delay-ms", "500"],
     ["--byte-count-rate", "0.3"],
+    ["--shift-rate", "0.3"],
 ])
 def test_meter_faults_never_give_stale_or_mixed_values(bridge, faults):
     b = bridge(sim_args=faults)
@@ -75,6 +76,14 @@ def test_replies_of_the_wrong_size_are_refused_and_failed_cycles_counted_by_kind
     assert verdicts.split() == ["ok", "byte_count", "byte_count", "byte_count", "crc", "ok", "byte_count"]
     assert counts.split() == ["6", "timeout=2", "crc=1", "exception=1", "garbage=1", "byte_count=1", "implausible=0",
                               "timeout"]
+
+
+def test_implausible_datasets_are_refused_whole_and_counted():
+    verdicts = run("meter_faults.py").splitlines()[2].split()
+    # fine; energy went back; fine; a voltage over the profile's limit; a negative energy; energy grew faster
+    # than any power; the -3.9e32 a shifted reply gave; fine, and the refused cycles left the dataset alone
+    assert verdicts == ["ok", "implausible", "ok", "implausible", "implausible", "implausible", "implausible", "ok",
+                        "1001250", "5"]
 
 
 def test_a_meter_that_lies_about_its_byte_count_publishes_nothing(bridge):

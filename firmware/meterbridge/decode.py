@@ -117,3 +117,17 @@ def to_text(m, e):
         s = "0" * (1 - e - len(s)) + s
     s = s[:e] + "." + s[e:]
     return "-" + s if m < 0 else s
+
+
+def parse(buf, i, end):
+    """(m, exp10) of the number text to_text wrote into buf[i:end]."""
+    neg = buf[i] == 0x2D  # "-"
+    m = e = frac = 0
+    for k in range(i + neg, end):
+        c = buf[k]
+        if c == 0x2E:  # "."
+            frac = 1
+        else:
+            m = 10 * m + c - 0x30
+            e -= frac
+    return (-m if neg else m), e

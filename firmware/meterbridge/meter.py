@@ -13,6 +13,8 @@ _OFFLINE_AFTER = const(2)  # failed cycles in a row before the meter counts as u
 # index this) and a dataset the plausibility check refused.
 ERRORS = ("timeout", "crc", "exception", "garbage", "byte_count", "implausible")
 IMPLAUSIBLE = const(5)
+_POWER = const(2)  # power_W's index in powermeter.OBJECTS: the largest power bounds how fast energy grows
+_SLACK_WH = const(1000)  # energy may grow this much more than the largest power allows (a counter's step)
 
 # A profile's field table (profile.py builds it): FIELD_BYTES bytes per Powermeter value, in the
 # order they are published. One bytes object instead of a tuple per value: 9 bytes, not ~100.
@@ -72,7 +74,7 @@ class Meter:
         return time.ticks_diff(time.ticks_ms(), self.last_ok) < max(3 * self.period_ms, 3000)
 
     async def poll(self):
-        """Read the whole plan; True when every read succeeded and dataset holds a fresh one."""
+        """Read the whole plan; True when every read succeeded and dataset holds a fresh, plausible one."""
         p = self.profile
         self.cycles += 1
         try:
@@ -82,9 +84,16 @@ class Meter:
         except rtu.ModbusError as e:
             self._failed(e, e.kind)
             return False
+        now = time.ticks_ms()
+        why = self._check(now)
+        if why:
+            if self.last_error_kind != ERRORS[IMPLAUSIBLE] or not self.failures:
+                log(WARN, self.module_id, "dataset refused:", why)
+            self._failed(ValueError(why), IMPLAUSIBLE)
+            return False
         self.failures = 0
         self.online = True
-        self.last_ok = time.ticks_ms()
+        self.last_ok = now
         self._finish()
         return True
 
@@ -110,20 +119,79 @@ class Meter:
                 e = decode.raw(data, t[at + EXP_OFFSET], decode.S16, False)
                 self._exps[j] = e[0] if e else None
 
-    def _finish(self):
+    def _check(self, now):
+        """Turn this cycle's values into JSON number text (in _raw); why the dataset is implausible, or None."""
         raw = self._raw
         t = self.profile.fields
-        d = self.dataset
+        why = None
         for j in range(self.profile.count):
             v = raw[j]
             e = self._exps[j]
             raw[j] = None
-            n = 0
-            if v is not None and e is not None:
+            if why is None and v is not None and e is not None:
                 at = j * FIELD_BYTES
                 m, e = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])
+                why = self._implausible(j, m, e, now)
                 s = decode.to_text(m, e).encode()
                 if len(s) <= TEXT_BYTES:
-                    n = len(s)
-                    d.text[TEXT_BYTES * j : TEXT_BYTES * j + n] = s
+                    raw[j] = s
+        if why:
+            for j in range(self.profile.count):
+                raw[j] = None
+        return why
+
+    def _implausible(self, j, m, e, now):
+        """Why m·10^e cannot be field j's value: beyond the profile's limit, or an energy that is negative,
+        went back (unless the meter's counters can be reset) or grew faster than the largest power allows."""
+        p = self.profile
+        at = j * FIELD_BYTES
+        limit = p.limits[p.fields[at + OBJECT]]
+        if (abs(m) > limit * 10**-e) if e < 0 else (abs(m) * 10**e > limit):
+            return self._say(j, m, e, "is beyond the meter's range of ±%d" % limit)
+        if not p.fields[at + EXACT]:
+            return None
+        if m < 0:
+            return self._say(j, m, e, "is a negative energy")
+        n = self.dataset.lens[j]
+        if not n or self.last_ok is None:
+            return None
+        m0, e0 = decode.parse(self.dataset.text, TEXT_BYTES * j, TEXT_BYTES * j + n)
+        k = min(e, e0)
+        new = m * 10 ** (e - k)
+        old = m0 * 10 ** (e0 - k)
+        if new < old:
+            why = self._say(j, m, e, "went back from " + decode.to_text(m0, e0))
+            if not p.energy_reset:
+                return why
+            log(WARN, self.module_id, why, "(a meter reset)")
+            return None
+        # a float32 counter moves in steps of up to a ten-millionth of its value: a millionth is allowed on top
+        grow = new - old - old // 1000000
+        allowed = 2 * p.limits[_POWER] * time.ticks_diff(now, self.last_ok) // 3600000 + _SLACK_WH
+        if k >= 0:
+            grow *= 10**k
+        else:
+            allowed *= 10**-k
+        if grow > allowed:
+            return self._say(j, m, e, "rose from %s, faster than the meter's largest power" % decode.to_text(m0, e0))
+        return None
+
+    def _say(self, j, m, e, what):
+        from .powermeter import KEYS, OBJECTS  # only on a refused dataset (powermeter imports this module)
+
+        t = self.profile.fields
+        at = j * FIELD_BYTES
+        return "%s.%s %s %s" % (OBJECTS[t[at + OBJECT]], KEYS[t[at + KEY]], decode.to_text(m, e), what)
+
+    def _finish(self):
+        """Copy this cycle's texts into the dataset's slots."""
+        raw = self._raw
+        d = self.dataset
+        for j in range(self.profile.count):
+            s = raw[j]
+            raw[j] = None
+            n = 0
+            if s is not None:
+                n = len(s)
+                d.text[TEXT_BYTES * j : TEXT_BYTES * j + n] = s
             d.lens[j] = n

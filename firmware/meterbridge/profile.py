@@ -6,6 +6,8 @@ this module and the planner from RAM once every profile is loaded.
 
 import json
 
+from micropython import const
+
 from . import decode, planner
 from .meter import EXP10_BIAS, NO_EXP
 from .modbus.rtu import FC_READ_HOLDING, FC_READ_INPUT, MAX_READ
@@ -22,9 +24,18 @@ _OCMF = {"iskra": ("state", "command", "status", "zone", "time", "metadata_lengt
                    "signature")}
 
 
+# The largest |value| per Powermeter object (in OBJECTS order) a meter can physically report, unless the
+# profile's "limits" says less: 1000 V is the top of low voltage (IEC 60038), 10 kA covers CT-connected
+# meters, power is three phases of both; 10^11 Wh is beyond any 8-digit kWh register.
+_VOLTS = const(1000)
+_AMPS = const(10000)
+_LIMITS = (10**11, 10**11, 3 * _VOLTS * _AMPS, _VOLTS, _AMPS, 100, 3 * _VOLTS * _AMPS)
+
+
 class Profile:
     """A checked profile: name, fc, little (word order), max_read, reads, fields (the table meter.py
-    describes), count (of fields) and ocmf."""
+    describes), count (of fields), limits (largest |value| per Powermeter object), energy_reset (whether the
+    meter's energy counters can be reset, so may go down) and ocmf."""
 
 
 def _int(where, v, lo, hi):
@@ -91,8 +102,25 @@ def compile_profile(doc, baud=9600, parity="N"):
         table.extend(bytes((obj, key, kind, exp10 + EXP10_BIAS, exact, read, offset, exp_read, exp_offset)))
     p.fields = bytes(table)
     p.count = len(specs)
+    p.limits = _limits(doc.get("limits", {}))
+    p.energy_reset = doc.get("energy_reset", False)
+    if type(p.energy_reset) is not bool:
+        raise ProfileError("energy_reset: must be true or false")
     p.ocmf = _ocmf(doc.get("ocmf"))
     return p
+
+
+def _limits(spec):
+    """The largest |value| per object: the defaults, lowered by the profile's "limits"."""
+    if not isinstance(spec, dict):
+        raise ProfileError("limits: must be an object")
+    out = list(_LIMITS)
+    for name, v in spec.items():
+        if name not in OBJECTS:
+            raise ProfileError("limits.%s: not a Powermeter object" % name)
+        i = OBJECTS.index(name)
+        out[i] = _int("limits." + name, v, 1, _LIMITS[i])
+    return tuple(out)
 
 
 def _ocmf(spec):

@@ -57,3 +57,39 @@ m = Meter({"module_id": "m", "meter_id": "m", "slave": 1, "period_ms": 1000}, pr
 for _ in range(6):
     asyncio.run(m.poll())
 print(m.cycles, " ".join("%s=%d" % (k, n) for k, n in zip(ERRORS, m.errors)), m.last_error_kind)
+
+
+class _Serving:
+    """A master that serves one f32 energy register pair (kWh) and one f32 voltage, as set."""
+
+    def __init__(self):
+        self.words = bytearray(8)
+
+    def set(self, kwh, volts):
+        import struct
+
+        self.words[:4] = struct.pack(">f", kwh)
+        self.words[4:] = struct.pack(">f", volts)
+
+    async def read(self, slave, fc, addr, count):
+        pass
+
+    def data(self):
+        return memoryview(self.words)
+
+
+doc = {"function_code": 4, "limits": {"voltage_V": 500},
+       "fields": {"energy_Wh_import.total": {"reg": 0, "type": "f32", "exp10": 3},
+                  "voltage_V.L1": {"reg": 2, "type": "f32"}}}
+serving = _Serving()
+m = Meter({"module_id": "m", "meter_id": "m", "slave": 1, "period_ms": 1000}, profile.compile_profile(doc), serving,
+          Dataset(2))
+out = []
+# kWh, volts: fine; energy back by 1 kWh; fine again; voltage beyond the profile's 500 V; negative energy;
+# a jump of 1 GWh within a second; -3.9e32 as a shifted reply gave; a later reading that moved on
+for kwh, volts in ((1000.5, 230), (999.5, 230), (1000.75, 231), (1001, 501), (-1, 230), (1e6 + 1001, 230),
+                   (-3.9e32, 230), (1001.25, 229.5)):
+    serving.set(kwh, volts)
+    ok = asyncio.run(m.poll())
+    out.append("ok" if ok else m.last_error_kind)
+print(" ".join(out), bytes(m.dataset.text[: m.dataset.lens[0]]).decode(), m.errors[5])
