@@ -70,7 +70,7 @@ def test_meter_faults_never_give_stale_or_mixed_values(bridge, faults):
 
 
 def test_replies_of_the_wrong_size_are_refused_and_failed_cycles_counted_by_kind():
-    verdicts, counts = run("meter_faults.py").splitlines()
+    verdicts, counts = run("meter_faults.py").splitlines()[:2]
     # right; one register short; one too many; byte count wrong on a reply of the right length; bad CRC;
     # a write echoed; a write echo naming another address
     assert verdicts.split() == ["ok", "byte_count", "byte_count", "byte_count", "crc", "ok", "byte_count"]
