@@ -9,10 +9,11 @@ from .log import WARN, log
 from .modbus import rtu
 
 _OFFLINE_AFTER = const(2)  # failed cycles in a row before the meter counts as unreachable
-# Kinds of failed cycle, counted in Meter.errors in this order: the bus's (modbus.rtu's kind constants
-# index this) and a dataset the plausibility check refused.
+# Kinds of failed cycle, counted in Meter.errors in this order: the bus's (see _kind) and a dataset the
+# plausibility check refused.
 ERRORS = ("timeout", "crc", "exception", "garbage", "byte_count", "implausible")
-IMPLAUSIBLE = const(5)
+_GARBAGE = const(3)
+_IMPLAUSIBLE = const(5)
 _POWER = const(2)  # power_W's index in powermeter.OBJECTS: the largest power bounds how fast energy grows
 _SLACK_WH = const(1000)  # energy may grow this much more than the largest power allows (a counter's step)
 
@@ -61,7 +62,6 @@ class Meter:
         self.online = False
         self.failures = 0
         self.last_ok = None  # ticks_ms of the last complete cycle
-        self.last_error = None  # the exception of the last failed cycle
         self.cycles = 0  # poll cycles attempted
         self.errors = [0] * len(ERRORS)  # failed cycles by kind, in ERRORS order
         self.last_error_kind = None  # a name from ERRORS
@@ -82,14 +82,14 @@ class Meter:
                 await self.master.read(self.slave, p.fc, addr, count)
                 self._take(i)
         except rtu.ModbusError as e:
-            self._failed(e, e.kind)
+            self._failed(e, _kind(e))
             return False
         now = time.ticks_ms()
         why = self._check(now)
         if why:
-            if self.last_error_kind != ERRORS[IMPLAUSIBLE] or not self.failures:
+            if self.last_error_kind != ERRORS[_IMPLAUSIBLE] or not self.failures:
                 log(WARN, self.module_id, "dataset refused:", why)
-            self._failed(ValueError(why), IMPLAUSIBLE)
+            self._failed(why, _IMPLAUSIBLE)
             return False
         self.failures = 0
         self.online = True
@@ -100,7 +100,6 @@ class Meter:
     def _failed(self, e, kind):
         self.failures += 1
         self.errors[kind] += 1
-        self.last_error = e
         self.last_error_kind = ERRORS[kind]
         self.last_error_ticks = time.ticks_ms()
         if self.failures >= _OFFLINE_AFTER and self.online:
@@ -120,78 +119,81 @@ class Meter:
                 self._exps[j] = e[0] if e else None
 
     def _check(self, now):
-        """Turn this cycle's values into JSON number text (in _raw); why the dataset is implausible, or None."""
+        """Why this cycle's dataset is implausible, or None (then _finish keeps it)."""
         raw = self._raw
         t = self.profile.fields
-        why = None
         for j in range(self.profile.count):
             v = raw[j]
             e = self._exps[j]
-            raw[j] = None
-            if why is None and v is not None and e is not None:
+            if v is not None and e is not None:
                 at = j * FIELD_BYTES
                 m, e = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])
                 why = self._implausible(j, m, e, now)
-                s = decode.to_text(m, e).encode()
-                if len(s) <= TEXT_BYTES:
-                    raw[j] = s
-        if why:
-            for j in range(self.profile.count):
-                raw[j] = None
-        return why
+                if why:
+                    for k in range(self.profile.count):
+                        raw[k] = None
+                    return why
+        return None
 
     def _implausible(self, j, m, e, now):
         """Why m·10^e cannot be field j's value: beyond the profile's limit, or an energy that is negative,
         went back (unless the meter's counters can be reset) or grew faster than the largest power allows."""
         p = self.profile
+        t = p.fields
         at = j * FIELD_BYTES
-        limit = p.limits[p.fields[at + OBJECT]]
+        limit = p.limits[t[at + OBJECT]]
+        why = None
         if (abs(m) > limit * 10**-e) if e < 0 else (abs(m) * 10**e > limit):
-            return self._say(j, m, e, "is beyond the meter's range of ±%d" % limit)
-        if not p.fields[at + EXACT]:
-            return None
-        if m < 0:
-            return self._say(j, m, e, "is a negative energy")
-        n = self.dataset.lens[j]
-        if not n or self.last_ok is None:
-            return None
-        m0, e0 = decode.parse(self.dataset.text, TEXT_BYTES * j, TEXT_BYTES * j + n)
-        k = min(e, e0)
-        new = m * 10 ** (e - k)
-        old = m0 * 10 ** (e0 - k)
-        if new < old:
-            why = self._say(j, m, e, "went back from " + decode.to_text(m0, e0))
-            if not p.energy_reset:
-                return why
-            log(WARN, self.module_id, why, "(a meter reset)")
-            return None
-        # a float32 counter moves in steps of up to a ten-millionth of its value: a millionth is allowed on top
-        grow = new - old - old // 1000000
-        allowed = 2 * p.limits[_POWER] * time.ticks_diff(now, self.last_ok) // 3600000 + _SLACK_WH
-        if k >= 0:
-            grow *= 10**k
-        else:
-            allowed *= 10**-k
-        if grow > allowed:
-            return self._say(j, m, e, "rose from %s, faster than the meter's largest power" % decode.to_text(m0, e0))
+            why = "over %d" % limit
+        elif t[at + EXACT] and m < 0:
+            why = "negative"
+        elif t[at + EXACT] and self.dataset.lens[j] and self.last_ok is not None:
+            m0, e0 = decode.parse(self.dataset.text, TEXT_BYTES * j, TEXT_BYTES * j + self.dataset.lens[j])
+            k = min(e, e0)
+            new = m * 10 ** (e - k)
+            old = m0 * 10 ** (e0 - k)
+            # a float32 counter moves in steps of up to a ten-millionth of its value: a millionth is allowed
+            grow = new - old - old // 1000000
+            allowed = 2 * p.limits[_POWER] * time.ticks_diff(now, self.last_ok) // 3600000 + _SLACK_WH
+            if k >= 0:
+                grow *= 10**k
+            else:
+                allowed *= 10**-k
+            if new < old and not p.energy_reset:
+                why = "was " + decode.to_text(m0, e0)
+            elif grow > allowed:
+                why = "too fast from " + decode.to_text(m0, e0)
+        if why:
+            from .powermeter import KEYS, OBJECTS  # only for a refused dataset (powermeter imports this module)
+
+            return "%s.%s %s %s" % (OBJECTS[t[at + OBJECT]], KEYS[t[at + KEY]], decode.to_text(m, e), why)
         return None
 
-    def _say(self, j, m, e, what):
-        from .powermeter import KEYS, OBJECTS  # only on a refused dataset (powermeter imports this module)
-
-        t = self.profile.fields
-        at = j * FIELD_BYTES
-        return "%s.%s %s %s" % (OBJECTS[t[at + OBJECT]], KEYS[t[at + KEY]], decode.to_text(m, e), what)
-
     def _finish(self):
-        """Copy this cycle's texts into the dataset's slots."""
         raw = self._raw
+        t = self.profile.fields
         d = self.dataset
         for j in range(self.profile.count):
-            s = raw[j]
+            v = raw[j]
+            e = self._exps[j]
             raw[j] = None
             n = 0
-            if s is not None:
-                n = len(s)
-                d.text[TEXT_BYTES * j : TEXT_BYTES * j + n] = s
+            if v is not None and e is not None:
+                at = j * FIELD_BYTES
+                m, e = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])
+                s = decode.to_text(m, e).encode()
+                if len(s) <= TEXT_BYTES:
+                    n = len(s)
+                    d.text[TEXT_BYTES * j : TEXT_BYTES * j + n] = s
             d.lens[j] = n
+
+
+def _kind(e):
+    """e's index in ERRORS."""
+    if isinstance(e, rtu.ModbusTimeout):
+        return 0
+    if isinstance(e, rtu.CrcError):
+        return 1
+    if isinstance(e, rtu.ModbusExceptionReply):
+        return 2
+    return 4 if isinstance(e, rtu.ByteCountError) else _GARBAGE

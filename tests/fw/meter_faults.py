@@ -2,7 +2,7 @@
 
 import asyncio
 
-from meterbridge import profile
+from meterbridge import meter, profile
 from meterbridge.meter import ERRORS, Dataset, Meter
 from meterbridge.modbus import rtu
 
@@ -20,7 +20,7 @@ def _verdict(req, resp):
     try:
         rtu.check_response(req, resp, len(resp))
     except rtu.ModbusError as e:
-        return ERRORS[e.kind]
+        return ERRORS[meter._kind(e)]
     return "ok"
 
 
