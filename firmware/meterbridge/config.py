@@ -57,9 +57,10 @@ def _obj(d, where, keys, reason="must be an object"):
     if not _check(isinstance(d, dict), where or "config", reason):
         return False
     for key in sorted(d):  # in one order on every port: a MicroPython dict keeps no insertion order
-        near = _near(key, keys) if len(key) < 40 else None
-        _check(key in keys, (where + "." if where else "") + key[:40],
-               "unknown key" + (" (did you mean %s?)" % near if near else ""))
+        if key not in keys:
+            near = _near(key, keys) if len(key) < 40 else None
+            _check(False, (where + "." if where else "") + key[:40],
+                   "unknown key" + (" (did you mean %s?)" % near if near else ""))
     return True
 
 
@@ -71,7 +72,8 @@ def _str(d, key, where, default=None, hi=64, empty=False, bad=""):
                    "must be a non-empty string") and _check(len(v) <= hi, where, "longer than %d characters" % hi)):
         return None
     for c in v:
-        if not _check(c >= " " and c not in bad, where, "must not contain %r" % c):
+        if c < " " or c in bad:
+            _check(False, where, "must not contain %r" % c)
             break
     return v
 
