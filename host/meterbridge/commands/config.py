@@ -25,6 +25,15 @@ from ..errors import CommandError
 
 _SECRET = "********"
 _TLS_MAX = 16384  # as firmware/meterbridge/tls.py reads them
+# the firmware's TLS set-up on the unix port, for the files of a broker.tls given as JSON: prints its problem
+_TLS_CHECK = """
+import json, sys
+from meterbridge import tls
+try:
+    tls.context(json.loads(sys.argv[1]))
+except OSError as e:
+    print(e)
+"""
 
 
 @functools.cache
@@ -91,9 +100,7 @@ def _board_tls_problem(tls):
         micropython = paths.micropython()
     except FileNotFoundError:
         return None
-    script = "import sys, json\nfrom meterbridge import tls\ntry:\n    tls.context(json.loads(sys.argv[1]))\n" \
-             "except OSError as e:\n    print(e)\n"
-    done = subprocess.run([micropython, "-c", script, json.dumps(tls)], capture_output=True, text=True, timeout=60,
+    done = subprocess.run([micropython, "-c", _TLS_CHECK, json.dumps(tls)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "MICROPYPATH": f".frozen{os.pathsep}{paths.FIRMWARE}"})
     if done.returncode:  # not an OSError naming the file: the last line of the traceback
         last = (done.stdout + done.stderr).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
