@@ -18,8 +18,9 @@ BOARD = {"board": "olimex-esp32-poe", "broker": {"host": "10.0.0.2", "keepalive"
                                   "ref_clk": 17, "ref_clk_mode": "out"}},
          "meters": [{"module_id": "pm", "profile": "eastron_sdm630_v2",
                      "uart": {"id": 1, "tx": 4, "rx": 36, "de": 32}}]}
-HOSTILE = [None, True, False, 0, 1, -1, 1.5, 2 ** 40, 255, 39, 40, 34, "", " ", "x" * 5000, "a\x00b", "tab\there",
-           "caf\u00e9", "+", "#", "a/b", '"', "\\", "N", "E", [], [1], {}, {"perod_ms": 1}, "/dev/ttyUSB1", 9600, 19200]
+HOSTILE = [None, True, False, 0, 1, -1, 1.5, 2 ** 40, 255, 39, 40, 34, 24, 30, "", " ", "x" * 5000, "a\x00b",
+           "tab\there", "caf\u00e9", "+", "#", "a/b", '"', "\\", "N", "E", [], [1], {}, {"perod_ms": 1}, "/dev/ttyUSB1",
+           9600, 19200]
 
 
 def _paths(node, path=()):

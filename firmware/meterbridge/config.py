@@ -14,7 +14,8 @@ _MAX_DEPTH = const(8)  # config.json nests 4 deep ({"meters": [{"uart": {…}}]}
 _MAX_METERS = const(8)
 _MQTT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _PHYS = ("LAN8710", "LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8041", "KSZ8081")  # network.PHY_* on ESP32
-# ESP32 datasheet v4.x §2.2 (Pin Description): GPIO 0..39; 34..39 are input only (toolchain.md §6)
+# ESP32 datasheet v4.x §2.2 (Pin Description): GPIO 0..39; 34..39 are input only (toolchain.md §6); 24 and 28..31
+# are no pins: machine.Pin refuses them (micropython ports/esp32/machine_pin.h at 1c3c201, CONFIG_IDF_TARGET_ESP32)
 _GPIO_MAX = const(39)
 _INPUT_ONLY = const(34)
 _QUOTE = const(34)  # '"' in a JSON text's bytes
@@ -95,7 +96,8 @@ def _gpio(d, key, where, optional=False, out=False):
         return
     where += key
     if _check(type(v) is int and 0 <= v <= _GPIO_MAX, where,
-              "must be a GPIO number 0..%d%s" % (_GPIO_MAX, " or null" if optional else "")):
+              "must be a GPIO number 0..%d%s" % (_GPIO_MAX, " or null" if optional else "")) and \
+            _check(v != 24 and not 28 <= v <= 31, where, "GPIO%d does not exist on ESP32" % v):
         _check(not out or v < _INPUT_ONLY, where,
                "GPIO%d is input only (GPIO%d..%d on ESP32); this needs an output pin" % (v, _INPUT_ONLY, _GPIO_MAX))
 

@@ -76,6 +76,8 @@ def edited(capsys, tmp_path, change):
     (lambda d: d["meters"][0]["uart"].update(de=39), "meters[0].uart.de: GPIO39 is input only (GPIO34..39 on ESP32)"),
     (lambda d: d["meters"][0]["uart"].update(tx=35), "meters[0].uart.tx: GPIO35 is input only"),
     (lambda d: d["meters"][0]["uart"].update(rx=40), "meters[0].uart.rx: must be a GPIO number 0..39"),
+    (lambda d: d["meters"][0]["uart"].update(de=24), "meters[0].uart.de: GPIO24 does not exist on ESP32"),
+    (lambda d: d["network"]["ethernet"].update(mdc=30), "network.ethernet.mdc: GPIO30 does not exist on ESP32"),
     (lambda d: d["network"].update(hostname="h" * 33), "network.hostname: longer than 32 characters"),
     (lambda d: d["meters"][0].update(perod_ms=500), "meters[0].perod_ms: unknown key (did you mean period_ms?)"),
     (lambda d: d["broker"].update(keepalve=60), "broker.keepalve: unknown key (did you mean keepalive?)"),
