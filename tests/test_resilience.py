@@ -10,7 +10,9 @@ from conftest import flatten
 from fuzz import storm
 from fw import run
 from meterbridge import build, paths
+from meterbridge.everest import dump
 from restarts import restart_delays
+from test_ocmf import start_signing
 
 
 @pytest.mark.parametrize("mode", ["task", "loop"])
@@ -106,3 +108,22 @@ def test_garbage_requests_never_crash_or_leak(bridge, broker):
     assert figures["replies"] >= 0.95 * figures["answerable"]
     with b.everest() as ev:
         assert ev.start_transaction("after-storm")["status"] == "NOT_SUPPORTED"
+
+
+def test_a_silent_signing_meter_costs_slow_answers_never_a_reset(bridge, tmp_path):
+    # timeout_ms 1000 with 3 retries: each start waits ~4 s for the silent meter, and as long again for the bus
+    # the poller holds, so five queued starts take ~40 s. A fixed 30 s request deadline ended the firmware.
+    b = start_signing(bridge, tmp_path, meter={"timeout_ms": 1000, "retries": 3})
+    with b.everest() as ev:
+        ev.wait_for("public_key_ocmf", timeout=10)
+        b.toggle_meter()
+        payload = {"evse_id": "1", "identification_status": "ASSIGNED", "identification_flags": [],
+                   "identification_type": "NONE", "identification_data": ""}
+        for i in range(5):
+            ev.publish_raw("start_transaction", dump({"headers": {"replyTo": f"{ev.base}m2e/reply/slow-{i}"},
+                                                      "payload": {**payload, "transaction_id": f"slow-{i}"}}))
+        for i in range(5):
+            reply = ev.wait_for(f"reply/slow-{i}", timeout=60).value
+            assert reply["status"] == "UNEXPECTED_ERROR" and f"slow-{i}" in reply["error"], reply
+    assert b.alive(), b.firmware_log()[-2000:]
+    assert "watchdog" not in b.firmware_log()

@@ -18,7 +18,6 @@ from .transactions import Transactions
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
 _QUEUE = const(8)  # pending requests at most; more are dropped and counted
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
-_REQUEST_DEADLINE_MS = const(30000)  # a signing meter may take ~15 s to close its transaction
 _SLACK_MS = const(1000)
 
 
@@ -131,6 +130,7 @@ class App:
                     text = everest_link.reply("UNEXPECTED_ERROR", "out of memory handling the request")
                 if reply_to:
                     self.link.publish(mod.topics.reply(reply_to), text)
+                self.supervisor.beat("requests")  # one request answered: a full queue is not one stall
             try:
                 await self._publish_keys()
             except MemoryError:
@@ -188,16 +188,27 @@ class App:
                                                                 sum(m.meter.cycles for m in self.modules)))
 
     def _watch_tasks(self):
-        """Each task's longest honest silence: its period plus every wait it may be stuck in."""
+        """Each task's longest honest silence: its period plus every wait it may be stuck in, from the config.
+
+        A bus transaction takes at most its timeout plus the frames' wire time (within _SLACK_MS), once per
+        try. The bus lock is taken per transaction, so each transaction may first wait for one of every
+        other task on that bus (its other pollers and the request task).
+        """
         sup = self.supervisor
         sup.watch("link", _LINK_DEADLINE_MS)
-        sup.watch("requests", _REQUEST_DEADLINE_MS)
         sup.watch("checks", 2 * _CHECK_MS + _SLACK_MS)
+        requests = keys = 0
         for mod in self.modules:
-            bus = [m.meter for m in self.modules if m.meter.master is mod.meter.master]
-            worst = sum(len(m.profile.reads) * (m.master.timeout_ms + _SLACK_MS) * (m.master.retries + 1)
-                        for m in bus)
-            sup.watch("poll:" + mod.meter.module_id, mod.meter.period_ms + worst + _SLACK_MS)
+            master = mod.meter.master
+            per = (master.timeout_ms + _SLACK_MS) * (master.retries + 1)
+            tasks = 1 + sum(1 for m in self.modules if m.meter.master is master)  # its pollers and requests
+            sup.watch("poll:" + mod.meter.module_id,
+                      mod.meter.period_ms + len(mod.meter.profile.reads) * tasks * per + _SLACK_MS)
+            if mod.tx.signs:  # one request, whose every step may wait for the bus; then its public key
+                steps, wait_ms = mod.tx.worst()
+                requests = max(requests, wait_ms + steps * tasks * per)
+                keys += tasks * per
+        sup.watch("requests", requests + keys + 2 * _SLACK_MS)  # beats after each request (and idle each second)
 
     def run_forever(self):
         asyncio.run(self.run())

@@ -75,6 +75,12 @@ def minimal_der(sig):
 class Iskra:
     """One Iskra meter's OCMF interface, reached through a Modbus master."""
 
+    # The longest step, as bus transactions and waits: a start that first ends a transaction the meter still
+    # runs after a power failure (state, time 4, metadata up to 5, its length, command, 2 state reads past
+    # the settle time), then begins its own (time 4, algorithm, metadata 5, length, command, 2 reads).
+    WORST_STEPS = const(28)
+    WORST_WAIT_MS = const(2 * _SETTLE_MS)
+
     def __init__(self, registers, master, slave):
         self._r = registers  # {name: address}
         self._master = master

@@ -41,6 +41,11 @@ class SignedTransactions:
         self.key_due = False
         self._key_failed = False  # retries are not logged again
 
+    def worst(self):
+        """(bus transactions, ms of waiting) one request may take at most: the meter's longest step, and
+        the checks and reads around it (state, public key, record lengths, signature, payload up to 5)."""
+        return self._meter.WORST_STEPS + 12, self._meter.WORST_WAIT_MS
+
     async def fetch_key(self):
         """True once the meter's public key is known (read now if need be)."""
         if self.public_key is None:
