@@ -74,7 +74,7 @@ class Bridge:
         got = threading.Event()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         client.on_connect = lambda c, *_: c.subscribe(topic)
-        client.on_message = lambda c, u, msg: msg.payload == b"online" and got.set()
+        client.on_message = lambda c, u, msg: msg.payload.startswith(b"online") and got.set()
         client.connect("127.0.0.1", self.port)
         client.loop_start()
         try:

@@ -96,8 +96,9 @@ def test_start_and_stop_in_both_forms(bridge):
         ev.start_transaction("tx-2")
         r = ev.stop_transaction("tx-2", form="object")
         assert r["status"] == "NOT_SUPPORTED" and "no open transaction" not in r["error"]
-        r = ev.stop_transaction("tx-2", form="object")
-        assert "no open transaction tx-2" in r["error"]
+        again = ev.stop_transaction("tx-2", form="object")
+        assert again == r, "a repeated stop (a QoS 1 redelivery) is answered alike"
+        assert "no open transaction tx-3" in ev.stop_transaction("tx-3")["error"]
 
 
 def test_empty_id_cancels_every_transaction(bridge):
@@ -122,8 +123,6 @@ def test_request_without_reply_to_is_carried_out_silently(bridge):
 
 @pytest.mark.parametrize("payload, reason", [
     ('{"headers":{"replyTo":"%s"},"payload":', "not valid JSON"),
-    ('{"headers":{"replyTo":"%s"},"payload":{"evse_id":1,"transaction_id":"t"}}', "payload.evse_id"),
-    ('{"headers":{"replyTo":"%s"},"payload":[1,2]}', "StartTransactionRequest"),
     ('{"headers":{"replyTo":"%s"}}', "no payload"),
 ])
 def test_malformed_start_gets_an_error_reply(bridge, payload, reason):

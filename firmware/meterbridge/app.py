@@ -7,7 +7,7 @@ import time
 from micropython import const
 
 from . import everest_link, hal, log, powermeter
-from .everest_link import HEARTBEAT, START, RequestError
+from .everest_link import HEARTBEAT, START, RequestError, start_request
 from .journal import Journal
 from .meter import Meter
 from .modbus.master import Master
@@ -16,7 +16,11 @@ from .supervisor import Supervisor
 from .transactions import Transactions
 
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
-_QUEUE = const(8)  # pending requests at most; more are dropped and counted
+_QUEUE = const(8)  # requests waiting for a signing meter at most; more are answered UNEXPECTED_ERROR at once
+_WHY_EVERY = const(60)  # checks between log lines saying why communication_check is withheld
+_NOT_ANSWERING = const(1)
+_NO_CLOCK = const(2)
+_PROBE_MS = const(2000)  # a meter is read at least this often, whatever period_ms, so silence shows within 5 s
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _SLACK_MS = const(1000)
 
@@ -64,18 +68,43 @@ class App:
                 self._routes[topic] = (mod, kind)
         self._queue = []
         self._retained_seen = False
-        self.dropped = 0
+        self._faults = 0  # why communication_check is withheld, as last said (-1: say it again)
+        self._why_in = 0  # checks until that is logged again
         self._wake = asyncio.Event()
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
-        self.link = MqttLink(cfg["broker"], list(self._routes), self._on_message, self._on_connect, rx)
+        subs = list(self._routes)
+        self._beacon = None
+        if any(mod.tx.signs for mod in self.modules):  # only a key has to follow EVerest's restarts
+            self._beacon = self.modules[0].topics.beacon
+            subs.append(self._beacon)
+        self.link = MqttLink(cfg["broker"], subs, self._on_message, self._on_connect, rx)
 
     def _on_connect(self):
+        """Also when EVerest (re)starts: its API module forwards only a key it sees arrive."""
         for mod in self.modules:
             mod.tx.key_due = mod.tx.signs  # _requests publishes it, read from the meter first if need be
+        self._faults = -1  # the link said "online": the next check says again what is wrong
         self._wake.set()
 
+    def _reply(self, mod, reply_to, text):
+        topic = mod.topics.reply(reply_to)
+        for m in self.modules:  # never onto one of our own topics (a reply there is a bogus value or request)
+            t = m.topics
+            if topic in (t.values, t.check, t.public_key, t.beacon) or topic in t.requests:
+                log.log(log.WARN, "replyTo refused, our own topic:", reply_to)
+                return
+        self.link.publish(topic, text)
+
+    def _refuse(self, mod, e):
+        log.log(log.WARN, mod.meter.module_id, "bad request:", e)
+        if e.reply_to:
+            self._reply(mod, e.reply_to, everest_link.reply("UNEXPECTED_ERROR", str(e)))
+
     def _on_message(self, topic, msg, oversize, retained):
+        if topic == self._beacon:
+            self._on_connect()
+            return
         route = self._routes.get(topic)
         if route is None:
             return
@@ -83,34 +112,52 @@ class App:
         if retained:  # left on the broker by some client, replayed on every connect: never a live request
             if not self._retained_seen:
                 self._retained_seen = True
-                log.log(log.WARN, mod.meter.module_id, "retained message on", topic, "ignored (logged once)")
+                log.log(log.WARN, "ignored, retained (logged once):", topic)
             return
+        tx = mod.tx
+        big = None
         try:
             if oversize:
-                raise RequestError(kind != HEARTBEAT and everest_link.scan_reply_to(msg),
-                                   "request of %d bytes is over broker.max_payload" % oversize)
-            reply_to, payload = everest_link.parse(kind, msg)
+                big = "request of %d bytes is over broker.max_payload" % oversize
+            else:
+                reply_to, payload = everest_link.parse(kind, msg)
+                if kind == START and tx.signs:
+                    start_request(reply_to, payload)
         except MemoryError:
             gc.collect()
-            e = RequestError(kind != HEARTBEAT and everest_link.scan_reply_to(msg), "request too large for free RAM")
-        except RequestError as err:
-            e = err
-        else:
-            e = None
-        if e:
-            log.log(log.WARN, mod.meter.module_id, "bad request:", e)
-            if e.reply_to:
-                self.link.publish(mod.topics.reply(e.reply_to), everest_link.reply("UNEXPECTED_ERROR", str(e)))
+            big = "request too large for free RAM"
+        except RequestError as e:
+            self._refuse(mod, e)
             return
+        if big:
+            reply_to = kind != HEARTBEAT and everest_link.scan_reply_to(msg)
+            if kind != START or tx.signs:
+                self._refuse(mod, RequestError(reply_to, big))
+                return
+            payload = None  # a meter that cannot sign answers NOT_SUPPORTED whatever the payload held
         if kind == HEARTBEAT:
+            if payload == 0 or mod.heartbeat is not None and payload < mod.heartbeat:
+                self._on_connect()  # EVerest's counter starts again at 0 when it restarts
             mod.heartbeat = payload
             return
-        if len(self._queue) >= _QUEUE:
-            self.dropped += 1
-            log.log(log.WARN, "request queue full, dropped", self.dropped)
+        if not tx.signs:  # nothing to wait for: answered at once, never queued
+            for _ in range(2):
+                try:
+                    text = tx.start(payload) if kind == START else tx.stop(payload)
+                    break
+                except MemoryError:
+                    gc.collect()  # and once more: the journal write needs a few blocks
+                    text = everest_link.reply("UNEXPECTED_ERROR", "out of memory handling the request")
+        elif len(self._queue) >= _QUEUE:
+            text = "busy: %d requests wait for the meter" % _QUEUE
+            log.log(log.WARN, mod.meter.module_id, text)
+            text = everest_link.reply("UNEXPECTED_ERROR", text)
+        else:
+            self._queue.append((mod, kind, reply_to, payload))
+            self._wake.set()
             return
-        self._queue.append((mod, kind, reply_to, payload))
-        self._wake.set()
+        if reply_to:
+            self._reply(mod, reply_to, text)
 
     async def _requests(self):
         while True:
@@ -129,7 +176,7 @@ class App:
                     gc.collect()
                     text = everest_link.reply("UNEXPECTED_ERROR", "out of memory handling the request")
                 if reply_to:
-                    self.link.publish(mod.topics.reply(reply_to), text)
+                    self._reply(mod, reply_to, text)
                 self.supervisor.beat("requests")  # one request answered: a full queue is not one stall
             try:
                 await self._publish_keys()
@@ -139,33 +186,47 @@ class App:
     async def _publish_keys(self):
         for mod in self.modules:  # not while the meter fails: a try would hold the bus for its timeouts
             if mod.tx.key_due and not mod.meter.failures and await mod.tx.fetch_key():
+                # retained: an EVerest that subscribes later still gets it (its API module forwards what arrives)
                 mod.tx.key_due = not self.link.publish(mod.topics.public_key, '"%s"' % mod.tx.public_key, True)
 
     async def _poll(self, mod):
+        """A whole dataset every period_ms; in between, with a long period, one read every _PROBE_MS."""
         meter = mod.meter
         out = mod.out
         name = "poll:" + meter.module_id
+        period = meter.period_ms
+        due = time.ticks_ms()
         while True:
             t0 = time.ticks_ms()
             self.supervisor.beat(name)
             try:
-                if await meter.poll():
-                    self._publish_values(mod, out)
+                if time.ticks_diff(t0, due) >= 0:
+                    due = time.ticks_add(t0, period)
+                    if await meter.poll():
+                        self._publish_values(mod, out)
+                else:
+                    await meter.probe()
             except MemoryError:
                 gc.collect()  # this cycle is lost, never half-published; the next one starts clean
                 log.log(log.ERROR, meter.module_id, "out of memory in a poll cycle")
-            spent = time.ticks_diff(time.ticks_ms(), t0)
-            await asyncio.sleep_ms(max(meter.period_ms - spent, 0))
+            now = time.ticks_ms()
+            wait = min(time.ticks_diff(due, now), _PROBE_MS - time.ticks_diff(now, t0))
+            await asyncio.sleep_ms(max(wait, 0))
 
     def _publish_values(self, mod, out):
         meter = mod.meter
         now = hal.epoch_ms()
         if now is None:
-            return  # the clock is not set yet: no 1970 timestamps
+            return  # the clock is not set yet: no 1970 timestamps (and no communication_check, see _checks)
         if powermeter.build(out, meter.profile, meter.dataset, meter.meter_id, powermeter.timestamp(now, hal.gmtime)):
             self.link.publish(mod.topics.values, out.mv[: out.n])
 
     async def _checks(self):
+        """communication_check true once a second for each meter whose values EVerest gets, nothing otherwise.
+
+        Never false: EVerest stops checking for good on false. Without the trues EVerest raises
+        CommunicationFault naming this powermeter after cfg_communication_check_to_s (5 s).
+        """
         n = 0
         while True:
             n += 1
@@ -173,10 +234,42 @@ class App:
                 self._heap_report()
             self.supervisor.beat("checks")
             self._wake.set()  # the idle request task beats and retries a public key still due
+            clock = hal.epoch_ms() is not None
+            faults = 0  # 2 bits per meter: _NOT_ANSWERING or _NO_CLOCK (an int: nothing made while all is well)
+            shift = 0
             for mod in self.modules:
-                if mod.meter.fresh():
+                meter = mod.meter
+                if meter.fresh() and clock:
                     self.link.publish(mod.topics.check, b"true")
+                elif meter.fresh():
+                    faults |= _NO_CLOCK << shift
+                elif meter.last_error_kind:  # before its first reading there is nothing to say yet
+                    faults |= _NOT_ANSWERING << shift
+                shift += 2
+            self._report(faults)
             await asyncio.sleep_ms(_CHECK_MS)
+
+    def _report(self, faults):
+        """Why communication_check is withheld: on the status topic at each change, in the log once a minute."""
+        if faults != self._faults:
+            self._faults = faults
+            self._why_in = 0
+            self.link.publish(self.link.status_topic, "online; " + self._why(faults) if faults else b"online", True)
+        if faults:
+            if self._why_in <= 0:
+                log.log(log.WARN, "no communication_check:", self._why(faults))
+                self._why_in = _WHY_EVERY
+            self._why_in -= 1
+
+    def _why(self, faults):
+        parts = []
+        for mod in self.modules:
+            code = faults & 3
+            faults >>= 2
+            if code:
+                parts.append(mod.meter.module_id + (": no clock (NTP): values withheld" if code == _NO_CLOCK else
+                                                    ": meter not answering (%s)" % mod.meter.last_error_kind))
+        return "; ".join(parts)
 
     def _heap_report(self):
         """Debug line with the live heap: free after a collection, and its lowest value so far."""
@@ -222,3 +315,4 @@ class App:
         for mod in self.modules:
             sup.spawn("poll:" + mod.meter.module_id, lambda mod=mod: self._poll(mod))
         await sup.run()
+

@@ -116,7 +116,7 @@ def _broker(d):
         "username": None if d.get("username") is None else _str(d, "username", w, None, 128),
         "password": None if d.get("password") is None else _str(d, "password", w, None, 128, True),
         "tls": _tls(d.get("tls")),
-        "max_payload": _int(d, "max_payload", w, 1024, 256, 16384),
+        "max_payload": _int(d, "max_payload", w, 2048, 256, 16384),  # README: The EVerest API
     }
     cid = b["client_id"]
     _check(cid is None or all(c in _MQTT_ID_CHARS for c in cid), w + "client_id", "use letters, digits, '_' and '-'")

@@ -4,6 +4,8 @@ Requests arrive as {"headers": {"replyTo": T}, "payload": P}; the reply is a bar
 published to prefix + T. EVerest's stop_transaction payload is a bare string, the AsyncAPI YAML's an
 object {"transaction_id": ...}: both are accepted. A request that cannot be understood still gets an
 UNEXPECTED_ERROR reply when a usable replyTo can be found, because EVerest otherwise waits 550 s.
+Field lengths are not limited here: EvseManager copies tariff_text unchecked (Charger.cpp), max_payload
+bounds the whole request, and a signing meter cuts what its registers cannot hold.
 """
 
 import json
@@ -12,8 +14,7 @@ from micropython import const
 
 _API = "everest_api/1/powermeter/"
 _MAX_REPLY_TOPIC = const(200)
-_MAX_ID = const(64)  # transaction ids are UUIDs (OCPP 2.0.1 transactionId: string[36])
-_MAX_TEXT = const(255)  # identification data and tariff text (OCMF TT: 0..250 characters)
+_MAX_ID = const(64)  # a signing meter's journal keeps it; EVerest's are UUIDs (36 characters)
 _ECHO = const(40)  # at most this much of a bad value is quoted back
 _MAX_DEPTH = const(6)  # EVerest's requests nest 3 deep; deeper JSON is refused before it is parsed
 START = const(1)
@@ -30,9 +31,18 @@ class RequestError(ValueError):
 
 
 def valid_reply_to(t):
-    """Only EVerest reply topics: under everest_api/, no wildcards, bounded length."""
-    return (isinstance(t, str) and t.startswith("everest_api/") and "+" not in t and "#" not in t
-            and len(t) <= _MAX_REPLY_TOPIC)
+    """Only EVerest reply topics: under everest_api/, no wildcards, bounded length, and only characters a
+    broker accepts in a topic. mosquitto closes the connection of a client that publishes to a topic with
+    U+0000, a surrogate, a control character (U+0001-U+001F, U+007F-U+009F) or a non-character
+    (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF): mosquitto lib/utf8_mosq.c, mosquitto_validate_utf8."""
+    if not (isinstance(t, str) and t.startswith("everest_api/") and len(t) <= _MAX_REPLY_TOPIC):
+        return False
+    for ch in t:
+        c = ord(ch)
+        if (c < 0x20 or 0x7F <= c <= 0x9F or 0xD800 <= c <= 0xDFFF or 0xFDD0 <= c <= 0xFDEF
+                or c & 0xFFFE == 0xFFFE or ch == "+" or ch == "#"):
+            return False
+    return True
 
 
 class Topics:
@@ -44,6 +54,7 @@ class Topics:
         self.values = (base + "m2e/powermeter_values").encode()
         self.check = (base + "m2e/communication_check").encode()
         self.public_key = (base + "m2e/public_key_ocmf").encode()
+        self.beacon = (prefix + "everest_api/ready_beacon").encode()  # an EVerest API module is up (ApiHelper.cpp)
         self.requests = {
             (base + "e2m/start_transaction").encode(): START,
             (base + "e2m/stop_transaction").encode(): STOP,
@@ -104,7 +115,11 @@ def _depth(msg):
 
 
 def parse(kind, msg):
-    """Return (reply_to, payload) of a request, payload checked for its kind; RequestError otherwise."""
+    """Return (reply_to, payload) of a request; RequestError otherwise.
+
+    A start's payload is returned as it is (a meter that cannot sign answers any start alike);
+    start_request checks it for a meter that needs its values. A stop's payload is its transaction id.
+    """
     answer = kind != HEARTBEAT  # heartbeats are never answered, not even with an error
     if _depth(msg) > _MAX_DEPTH:
         raise RequestError(answer and scan_reply_to(msg), "request nests deeper than %d levels" % _MAX_DEPTH)
@@ -126,7 +141,7 @@ def parse(kind, msg):
         raise RequestError(reply_to, "request has no payload")
     payload = doc["payload"]
     if kind == START:
-        return reply_to, _start(reply_to, payload)
+        return reply_to, payload
     return reply_to, _stop(reply_to, payload)
 
 
@@ -136,29 +151,28 @@ def _quote(v):
     return s if len(s) <= _ECHO else s[:_ECHO] + "..."
 
 
-def _text(reply_to, p, key, limit, required=True):
+def _text(reply_to, p, key, required=True):
     v = p.get(key)
     if v is None and not required:
         return
     if not isinstance(v, str):
         raise RequestError(reply_to, "payload.%s: must be a string" % key)
-    if len(v) > limit:
-        raise RequestError(reply_to, "payload.%s: longer than %d characters" % (key, limit))
 
 
-def _start(reply_to, p):
+def start_request(reply_to, p):
+    """Check a start's payload where a signing meter needs the values: types only, never lengths."""
     if not isinstance(p, dict):
         raise RequestError(reply_to, "payload must be a StartTransactionRequest object")
-    _text(reply_to, p, "transaction_id", _MAX_ID)
-    if not p["transaction_id"]:
-        raise RequestError(reply_to, "payload.transaction_id: must not be empty")
+    _text(reply_to, p, "transaction_id")
+    if not 0 < len(p["transaction_id"]) <= _MAX_ID:
+        raise RequestError(reply_to, "payload.transaction_id: must be 1..%d characters" % _MAX_ID)
     for key in ("evse_id", "identification_status", "identification_type"):
-        _text(reply_to, p, key, _MAX_TEXT)
-    for key in ("identification_level", "identification_data", "tariff_text"):
-        _text(reply_to, p, key, _MAX_TEXT, False)
+        _text(reply_to, p, key)
+    for key in ("identification_level", "identification_data"):  # tariff_text: not used by a meter here
+        _text(reply_to, p, key, False)
     flags = p.get("identification_flags", [])
-    if not isinstance(flags, list) or len(flags) > 4 or not all(isinstance(f, str) for f in flags):
-        raise RequestError(reply_to, "payload.identification_flags: must be a list of up to 4 strings")  # OCMF IF 0..4
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise RequestError(reply_to, "payload.identification_flags: must be a list of strings")
     return p
 
 
@@ -167,8 +181,6 @@ def _stop(reply_to, p):
         p = p.get("transaction_id")
     if not isinstance(p, str):
         raise RequestError(reply_to, "payload must be a transaction id string or {\"transaction_id\": string}")
-    if len(p) > _MAX_ID:
-        raise RequestError(reply_to, "transaction id longer than %d characters" % _MAX_ID)
     return p
 
 

@@ -9,6 +9,7 @@ from .log import WARN, log
 from .modbus import rtu
 
 _OFFLINE_AFTER = const(2)  # failed cycles in a row before the meter counts as unreachable
+_FRESH_MS = const(4000)  # a meter is read at least every 2 s (app._PROBE_MS): older than this, it is silent
 # Kinds of failed cycle, counted in Meter.errors in this order: the bus's (see _kind) and a dataset the
 # plausibility check refused.
 ERRORS = ("timeout", "crc", "exception", "garbage", "byte_count", "implausible")
@@ -61,17 +62,29 @@ class Meter:
         self._exps = [0] * profile.count
         self.online = False
         self.failures = 0
-        self.last_ok = None  # ticks_ms of the last complete cycle
+        self.last_ok = None  # ticks_ms of the last answer: a complete cycle, or a probe between cycles
         self.cycles = 0  # poll cycles attempted
         self.errors = [0] * len(ERRORS)  # failed cycles by kind, in ERRORS order
         self.last_error_kind = None  # a name from ERRORS
         self.last_error_ticks = 0  # ticks_ms of the last failed cycle (valid once last_error_kind is set)
 
     def fresh(self):
-        """True while the meter answers: online, and its last complete cycle is recent."""
+        """True while the meter answers: online, and its last answer is recent (whatever period_ms)."""
         if not self.online:
             return False
-        return time.ticks_diff(time.ticks_ms(), self.last_ok) < max(3 * self.period_ms, 3000)
+        return time.ticks_diff(time.ticks_ms(), self.last_ok) < _FRESH_MS
+
+    async def probe(self):
+        """One read of the plan between polls of a long period: a meter that stops answering shows at once."""
+        addr, count = self.profile.reads[0]
+        try:
+            await self.master.read(self.slave, self.profile.fc, addr, count)
+        except rtu.ModbusError as e:
+            self._failed(e, _kind(e))
+            return
+        self.failures = 0
+        self.online = True
+        self.last_ok = time.ticks_ms()
 
     async def poll(self):
         """Read the whole plan; True when every read succeeded and dataset holds a fresh, plausible one."""

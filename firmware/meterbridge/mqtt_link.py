@@ -102,11 +102,11 @@ class MqttLink:
         except OSError:
             pass  # not every stack has it
         self._sock = c.sock = BoundedSocket(c.sock, raw, _SOCKET_TIMEOUT_S, self._rx)
+        self.up = True  # the requests the broker kept for us arrive while we subscribe: answer them at once
         for topic in self._subs:
             c.subscribe(topic, 1)
         c.publish(self.status_topic, b"online", retain=True)
         self._last_ping = time.ticks_ms()
-        self.up = True
         self.connects += 1
         log(INFO, "mqtt connected to %s:%d%s" % (b["host"], b["port"], " (TLS)" if tls else ""))
         self._on_connect()

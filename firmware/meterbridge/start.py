@@ -8,9 +8,13 @@ the heap is still nearly empty: later, with the runtime loaded, no hole may be l
 import gc
 import sys
 
+from micropython import const
+
 from . import hal, jsonout, log, powermeter
 from .meter import Dataset
 
+# A meter that cannot sign answers any start NOT_SUPPORTED: only the head of a large request is read, for replyTo
+_HEAD_ONLY = const(512)
 _LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
 
@@ -57,8 +61,11 @@ def _profiles(cfg):
 def main():
     cfg, warnings = _config()
     _forget("config")
-    rx = bytearray(cfg["broker"]["max_payload"])
     profiles, buffers = _profiles(cfg)
+    size = cfg["broker"]["max_payload"]
+    if not any(p.ocmf for p in profiles):
+        size = min(size, _HEAD_ONLY)
+    rx = bytearray(size)
     _forget("profile", "planner")
     log.level = _LEVELS[cfg["log_level"]]
     for warning in warnings:

@@ -7,9 +7,13 @@ profile has an "ocmf" section gets ocmf.session's SignedTransactions instead, im
 
 import gc
 
+from micropython import const
+
 from .everest_link import reply
+from .log import INFO, log
 
 _OK = "OK"
+_MAX_ID = const(64)  # longer ids are answered alike but not tracked (EVerest's are UUIDs, 36 characters)
 _NOT_SUPPORTED = "NOT_SUPPORTED"
 
 
@@ -38,22 +42,29 @@ class Transactions:
         """A meter that cannot sign has no OCMF public key."""
         return False
 
-    async def start(self, req):
-        tid = req["transaction_id"]
-        old = self.journal.open
-        note = ""
-        if old and old["tid"] != tid:
-            note = "; transaction %s was still open and is closed" % old["tid"]
-        self.journal.save({"tid": tid, "evse_id": req["evse_id"], "t": self._clock()})
-        return reply(_NOT_SUPPORTED, self._why + note)
+    def start(self, req):
+        """NOT_SUPPORTED whatever the payload holds; a usable transaction id is tracked. Answered at once.
 
-    async def stop(self, tid):
+        The same start again (a QoS 1 redelivery) answers alike and writes nothing.
+        """
+        tid = req.get("transaction_id") if isinstance(req, dict) else None
+        old = self.journal.open
+        if isinstance(tid, str) and 0 < len(tid) <= _MAX_ID and not (old and old["tid"] == tid):
+            if old:
+                log(INFO, "transaction", old["tid"], "was still open; closed by the start of", tid)
+            evse = req.get("evse_id")
+            self.journal.save({"tid": tid, "evse_id": evse if isinstance(evse, str) else None, "t": self._clock()})
+        return reply(_NOT_SUPPORTED, self._why)
+
+    def stop(self, tid):
+        """The stop of the open transaction, or of the last one stopped (a repeat), answers alike."""
         old = self.journal.open
         if tid == "":
-            if old:
+            if old or self.journal.last:
                 self.journal.save(None)
             return reply(_OK)
-        if not old or old["tid"] != tid:
-            return reply(_NOT_SUPPORTED, self._why + "; no open transaction %s" % tid)
-        self.journal.save(None)
+        if old and old["tid"] == tid:
+            self.journal.save(None, tid)
+        elif tid != self.journal.last:
+            return reply(_NOT_SUPPORTED, self._why + "; no open transaction %s" % tid[:_MAX_ID])
         return reply(_NOT_SUPPORTED, self._why)

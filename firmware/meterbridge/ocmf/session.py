@@ -5,7 +5,9 @@ stopping), so after a reset at any instant the next request learns from phase an
 what happened (docs: ocmf_start_of_pmeter_or_transaction_after_powerloss.mmd):
 - a start first stops whatever the meter still runs (that record is not sent: nobody asked for it);
 - a stop of the open transaction stops the meter if it still runs, then reads the signed record;
-- a stop repeated after its reply was lost reads the same record again while the meter holds it.
+- a stop repeated after its reply was lost reads the same record again while the meter holds it;
+- a start repeated while its transaction runs (a QoS 1 redelivery) answers OK again and leaves the
+  meter's transaction alone, so the stop's record covers the whole transaction.
 The record is the meter's: its payload is passed on byte for byte, nothing is made up when the
 meter cannot be reached (UNEXPECTED_ERROR with the reason, and the journal keeps the transaction).
 """
@@ -24,6 +26,17 @@ _STARTING = "starting"
 _RUNNING = "running"
 _STOPPING = "stopping"
 _REPLY_EXTRA = const(512)  # status, field names, hex public key (182 characters) and timestamp
+_CUTS = (40, 10)  # characters kept of each identification text when the metadata does not fit the meter
+
+
+def _cut(req, n):
+    """req with every text the metadata takes cut to n characters (EVerest never refuses a long one)."""
+    r = dict(req)
+    for key in ("evse_id", "identification_level", "identification_type", "identification_data"):
+        if r.get(key):
+            r[key] = r[key][:n]
+    r["identification_flags"] = [f[:n] for f in r.get("identification_flags", [])[:4]]
+    return r
 
 
 class SignedTransactions:
@@ -60,11 +73,21 @@ class SignedTransactions:
 
     async def start(self, req):
         tid = req["transaction_id"]
+        meta = None
+        for n in (None,) + _CUTS:
+            try:
+                meta = self._meter.metadata(req if n is None else _cut(req, n))
+                break
+            except ValueError as e:
+                why = e
+        if meta is None:
+            return reply(_FAILED, "transaction %s: %s" % (tid, why))
+        if n:
+            log(WARN, "transaction", tid, "identification cut to", n, "characters per field to fit the meter")
+        tx = self.journal.open
         try:
-            meta = self._meter.metadata(req)
-        except ValueError as e:
-            return reply(_FAILED, "transaction %s: %s" % (tid, e))
-        try:
+            if tx and tx["tid"] == tid and tx.get("phase") == _RUNNING and await self._meter.active():
+                return reply(_OK)  # a repeat: the meter's transaction, and so its record, goes on
             await self._stop_running("before starting " + tid)
             self.journal.save({"tid": tid, "evse_id": req["evse_id"], "t": self._clock(), "phase": _STARTING,
                                "meta": meta})
