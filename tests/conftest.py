@@ -8,9 +8,11 @@ import time
 from decimal import Decimal
 
 import paho.mqtt.client as mqtt
+import paho.mqtt.publish as publish
 import pytest
 
 from meterbridge import procs
+from meterbridge.codec import load_profile
 from meterbridge.everest import EverestClient
 
 # the firmware's heap in tests unless a test says otherwise; an ESP32 has about 100 KB free
@@ -112,6 +114,17 @@ class Bridge:
     def stop(self):
         procs.stop(self.fw)
         procs.stop(self.sim)
+        self.clear_retained_key()
+
+    def clear_retained_key(self):
+        """The firmware publishes a signing meter's key retained: gone after the test, as if never sent."""
+        if "ocmf" not in load_profile(self.config["meters"][0]["profile"]):
+            return
+        topic = f"{self.prefix}everest_api/1/powermeter/{self.module_id}/m2e/public_key_ocmf"
+        try:
+            publish.single(topic, b"", retain=True, hostname="127.0.0.1", port=self.port)
+        except OSError:
+            pass  # the broker of this test is gone already
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ The record is the meter's: its payload is passed on byte for byte, nothing is ma
 meter cannot be reached (UNEXPECTED_ERROR with the reason, and the journal keeps the transaction).
 """
 
+import gc
+
 from micropython import const
 
 from .. import hal, jsonout, powermeter
@@ -78,8 +80,9 @@ class SignedTransactions:
             try:
                 meta = self._meter.metadata(req if n is None else _cut(req, n))
                 break
-            except ValueError as e:
+            except (ValueError, MemoryError) as e:  # too long for the meter, or for free RAM: cut
                 why = e
+                gc.collect()  # the metadata that did not fit was up to a few KB
         if meta is None:
             return reply(_FAILED, "transaction %s: %s" % (tid, why))
         if n:
