@@ -25,8 +25,17 @@ test: setup
 	$(BIN)/ruff check firmware host tests tools bench
 	$(BIN)/pytest -q tests
 
-bench: setup
+WASM_PACKAGE := @micropython/micropython-webassembly-pyscript@1.28.0-6
+
+bench: setup build/wasm/.installed
 	$(BIN)/python bench/run.py
+
+# the 32-bit MicroPython that bench/wasm32.py measures the heap on (node runs it)
+build/wasm/.installed:
+	@if command -v npm >/dev/null; then \
+		mkdir -p build/wasm && npm install --prefix build/wasm --no-audit --no-fund --silent $(WASM_PACKAGE) && \
+		touch $@; \
+	else echo "bench: no npm (apt-get install nodejs npm): the 32-bit heap rows are skipped"; fi
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

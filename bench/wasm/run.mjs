@@ -1,0 +1,48 @@
+// The firmware on the MicroPython WebAssembly port (32-bit) under node: see board.py.
+// argv: module path of micropython.mjs, the work directory (fw/ beside config.json and profiles/),
+// the module id, seconds of polling and requests. Prints one JSON line.
+import fs from "fs";
+import path from "path";
+
+const [mjs, work, moduleId, seconds] = process.argv.slice(2);
+const { loadMicroPython } = await import(mjs);
+const out = [];
+const mp = await loadMicroPython({
+    heapsize: 4 * 1024 * 1024, linebuffer: true,
+    stdout: (line) => out.push(line), stderr: (line) => process.stderr.write(line + "\n"),
+});
+
+function copy(from, to) {  // the work tree into the port's in-memory filesystem
+    mp.FS.mkdir(to);
+    for (const name of fs.readdirSync(from)) {
+        const src = path.join(from, name);
+        if (fs.statSync(src).isDirectory()) copy(src, to + "/" + name);
+        else mp.FS.writeFile(to + "/" + name, fs.readFileSync(src));
+    }
+}
+copy(work, "/work");
+mp.runPython("import gc\ngc.collect()");
+mp.runPython("bare = gc.mem_alloc()");  // the interpreter alone (the collection above has happened)
+mp.runPython("import os, sys\nos.chdir('/work')\nsys.path[:0] = ['/work/fw', '/work/fw/lib']\nimport board");
+const board = mp.pyimport("board");
+const settle = () => { board.sample(); return board.sample(); };  // the second sees the first's collection
+
+const bare = mp.globals.get("bare");
+const before = settle();  // the interpreter and this harness, before any firmware module
+let started;
+try {
+    board.start();
+    started = settle();
+} catch (e) {
+    console.log(JSON.stringify({ error: String(e), output: out.slice(-5) }));
+    process.exit(0);
+}
+const sent = board.run_loop(moduleId, Number(seconds));
+let floor = 0;
+const timer = setInterval(() => { board.sample(); floor = Math.max(floor, board.sample()); }, 500);
+setTimeout(() => {
+    clearInterval(timer);
+    const report = JSON.parse(board.report(sent));
+    console.log(JSON.stringify({ bare, before, started, steady_peak: floor, ...report, output: out.slice(-3) }));
+    process.exit(0);
+}, (Number(seconds) + 1) * 1000);

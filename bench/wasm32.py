@@ -1,0 +1,96 @@
+"""Heap on 32 bits: the same plain-bytecode .mpy firmware on the MicroPython WebAssembly port (node) and on
+the 64-bit unix port, with only the UART, the socket and the flash stubbed (bench/wasm/board.py).
+
+`make bench` installs the port from npm into build/wasm (the Makefile pins its version); without node or
+the package the rows say so. Rows: gc.mem_alloc() after start-up, and its peak over `seconds` of polling and a request
+every 0.2 s (after a collection each time), for one SDM630 and for the Iskra signing meter.
+"""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from table import failed, row
+
+from meterbridge import build, paths
+
+BENCH = Path(__file__).resolve().parent
+PACKAGE = paths.REPO / "build" / "wasm" / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+MJS = PACKAGE / "micropython.mjs"
+AIM = 64 * 1024  # issue 13: every profile at or under 64 KB after start-up from .mpy files on 32 bits
+METERS = (("eastron_sdm630_v2", "one SDM630"), ("iskra_wm3m4c", "Iskra WM3M4C, signing"))
+_UNIX = """
+import gc, sys
+gc.collect()
+bare = gc.mem_alloc()
+sys.path[:0] = ['fw', 'fw/lib']
+import board
+gc.collect()
+before = gc.mem_alloc()
+board.start()
+gc.collect()
+started = gc.mem_alloc()
+sent = board.run_loop('pm1', %d)
+print(board.report(sent)[:-1] + ', "started": %%d, "before": %%d, "bare": %%d}' %% (started, before, bare))
+"""
+
+
+def _work(work, profile):
+    """work/: fw/ (plain bytecode .mpy: no -march, loadable on every port), board.mpy, profiles/, config."""
+    work.mkdir(parents=True, exist_ok=True)
+    build.firmware(work / "fw")  # no arch: bytecode only, the .mpy both ports load
+    shutil.rmtree(work / "fw" / "profiles", ignore_errors=True)
+    (work / "profiles").mkdir(exist_ok=True)
+    shutil.copyfile(paths.PROFILES / f"{profile}.json", work / "profiles" / f"{profile}.json")
+    for name in ("board", "stubs"):
+        subprocess.run([build.mpy_cross(), "-o", str(work / f"{name}.mpy"), "-s", f"{name}.py",
+                        str(BENCH / "wasm" / f"{name}.py")], check=True)
+    meter = {"module_id": "pm1", "profile": profile, "slave": 1, "baud": 9600, "uart": {"device": "stub"}}
+    (work / "config.json").write_text(json.dumps({"broker": {"host": "127.0.0.1", "port": 1883, "client_id": "bench"},
+                                                  "meters": [meter], "storage": "state"}))
+
+
+def _last_json(out, err):
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(((err or out).strip().splitlines() or ["no output"])[-1])
+    return json.loads(lines[-1])
+
+
+def _both(work, seconds):
+    """(WebAssembly port's figures, unix port's figures): the two run side by side, on the same files."""
+    wasm = subprocess.Popen(["node", str(BENCH / "wasm" / "run.mjs"), str(MJS), str(work), "pm1", str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    unix = subprocess.Popen([paths.micropython(), "-X", "heapsize=1024k", "-c", _UNIX % seconds], cwd=work,
+                            env={"MICROPYPATH": ".frozen"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return tuple(_last_json(*p.communicate(timeout=seconds + 120)) for p in (wasm, unix))
+
+
+def _kb(n):
+    return f"{n / 1024:.1f} KB"
+
+
+def rows(work, seconds=20):
+    if not shutil.which("node") or not MJS.exists():
+        return [failed("heap on 32 bits (WebAssembly port)", "needs node and npm: make bench installs the port")]
+    version = json.loads((PACKAGE / "package.json").read_text())["version"]
+    out = []
+    for profile, what in METERS:
+        where = Path(work) / profile
+        _work(where, profile)
+        wasm, unix = _both(where, seconds)
+        if "error" in wasm:
+            out.append(failed(f"heap after start-up on 32 bits, {what}", wasm["error"].strip().splitlines()[-1]))
+            continue
+        start32, start64 = wasm["started"] - wasm["before"], unix["started"] - unix["before"]
+        out.append(row(f"heap after start-up, 32-bit WebAssembly port {version}, {what}, plain .mpy files: "
+                       "gc.mem_alloc() after a collection, less the interpreter and the bench's driver "
+                       f"({_kb(wasm['before'])}); the stubbed HAL, UART and socket count", _kb(start32),
+                       f"64-bit unix port {_kb(start64)}", start32 / start64, "≤ 64 KB", start32 <= AIM))
+        peak32, peak64 = wasm["steady_peak"] - wasm["before"], unix["peak_used"] - unix["before"]
+        out.append(row(f"heap in steady state, 32-bit WebAssembly port, {what}: highest of collections every "
+                       f"0.5 s over {seconds} s of polling and {wasm['requests']} requests ({wasm['replies']} "
+                       f"answered, {wasm['values']} values published)", _kb(peak32),
+                       f"64-bit unix port {_kb(peak64)}", peak32 / peak64))
+    return out
