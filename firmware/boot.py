@@ -111,3 +111,10 @@ except Exception as e:  # a fault in this guard must not keep the bridge from st
     _why = None
 if _why:
     raise SafeMode("safe mode, " + _why + ": the bridge is not started; fix it with mpremote, then reset")
+
+try:
+    import slots  # which code slot and config start: a new version on trial, or the committed one
+
+    slots.boot()
+except Exception as e:  # a broken slot state must not keep the deployed bridge from starting
+    print("boot.py: slots:", repr(e))

@@ -2,6 +2,8 @@
 
 import asyncio
 import gc
+import json
+import sys
 import time
 
 from micropython import const
@@ -73,6 +75,12 @@ class App:
         self._wake = asyncio.Event()
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
+        self.update = None  # (key, client_id, topic base, rx size) when a board's boot chose the slot (update.py)
+        if "slots" in sys.modules:
+            cid = cfg["broker"]["client_id"]
+            self.update = (cfg["update_key"], cid, ("meterbridge/%s/update/" % cid).encode(), len(rx))
+            for kind in ("cmd", "data"):
+                self._routes[self.update[2] + kind.encode()] = (None, kind)
         subs = list(self._routes)
         self._beacon = None
         if any(mod.tx.signs for mod in self.modules):  # only a key has to follow EVerest's restarts
@@ -86,6 +94,19 @@ class App:
             mod.tx.key_due = mod.tx.signs  # _requests publishes it, read from the meter first if need be
         self._faults = -1  # the link said "online": the next check says again what is wrong
         self._wake.set()
+        if self.update:  # the last update's outcome (committed, or rolled back and why), retained for the host
+            result = sys.modules["slots"].read()["result"]
+            if result:
+                self.link.publish(self.update[2] + b"result", json.dumps(result), True)
+
+    def _on_update(self, kind, msg, oversize):
+        gc.collect()
+        try:
+            from . import update  # loaded for an update message only; it unloads itself when idle
+
+            update.handle(self, kind, msg, oversize)
+        except MemoryError:
+            self.link.publish(self.update[2] + b"status", b'{"re":"update","state":"refused","why":"out of memory"}')
 
     def _reply(self, mod, reply_to, text):
         topic = mod.topics.reply(reply_to)
@@ -109,6 +130,10 @@ class App:
         if route is None:
             return
         mod, kind = route
+        if mod is None:  # update/cmd or update/data; a retained one would come back at every connect
+            if not retained:
+                self._on_update(kind, msg, oversize)
+            return
         if retained:  # left on the broker by some client, replayed on every connect: never a live request
             if not self._retained_seen:
                 self._retained_seen = True
@@ -314,5 +339,10 @@ class App:
         sup.spawn("checks", self._checks)
         for mod in self.modules:
             sup.spawn("poll:" + mod.meter.module_id, lambda mod=mod: self._poll(mod))
+        if self.update and sys.modules["slots"].running["trial"]:
+            from . import commit  # a start on trial only; it unloads itself once committed
+
+            asyncio.create_task(commit.watch(self))
+            del commit
         await sup.run()
 

@@ -246,7 +246,7 @@ def _network(d):
 def parse(doc, supported_baud=lambda b: True):
     """Return the checked config with defaults filled in."""
     if not _obj(doc, "", ("broker", "meters", "network", "storage", "log_level", "watchdog_ms", "heap_log_s",
-                          "board")):
+                          "board", "update_key")):
         return None
     meters = doc.get("meters")
     ok = _check(isinstance(meters, list) and 0 < len(meters) <= _MAX_METERS, "meters",
@@ -259,7 +259,11 @@ def parse(doc, supported_baud=lambda b: True):
         "log_level": doc.get("log_level", "info"),
         "watchdog_ms": _int(doc, "watchdog_ms", "", 20000, 5000, 120000),
         "heap_log_s": _int(doc, "heap_log_s", "", 60, 1, 3600),
+        "update_key": doc.get("update_key"),
     }
+    key = cfg["update_key"]  # HMAC-SHA256 key of updates over MQTT (update.py); secret
+    _check(key is None or isinstance(key, str) and 32 <= len(key) <= 128 and len(key) % 2 == 0
+           and all(c in "0123456789abcdefABCDEF" for c in key), "update_key", "must be 32 to 128 hex digits")
     ids = [m and m["module_id"] for m in cfg["meters"]]
     for i, mid in enumerate(ids):
         _check(mid is None or mid not in ids[:i], "meters[%d].module_id" % i, "duplicate %r" % mid)

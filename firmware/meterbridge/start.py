@@ -28,6 +28,14 @@ def _forget(*names):
     gc.collect()
 
 
+def _fatal(message):
+    """hal.fatal; a start on trial (an update) first records why, and the boot rolls it back at once."""
+    slots = sys.modules.get("slots")
+    if slots and slots.running and slots.running["trial"]:
+        slots.failed(message)
+    hal.fatal(message)
+
+
 def _config():
     """The checked config, and what it risks (warnings to log once the log level is known)."""
     from . import config
@@ -35,7 +43,7 @@ def _config():
     try:
         cfg = config.load(hal.config_path(), hal.supported_baud)
     except config.ConfigError as e:
-        hal.fatal("config: " + str(e))
+        _fatal("config: " + str(e))
     return cfg, config.warnings(cfg)
 
 
@@ -51,7 +59,7 @@ def _profiles(cfg):
         try:
             prof = profile.load(m["profile_path"], m["baud"], m["parity"])
         except profile.ProfileError as e:
-            hal.fatal("profile: " + str(e))
+            _fatal("profile: " + str(e))
         gc.collect()
         profiles.append(prof)
         buffers.append((Dataset(prof.count), jsonout.Writer(powermeter.text_size(prof, m["meter_id"]))))
@@ -77,7 +85,7 @@ def main():
     try:
         app = App(cfg, profiles, buffers, rx)
     except OSError as e:  # a serial device, a TLS file: the message names the field and the file
-        hal.fatal("start-up: " + str(e))
+        _fatal("start-up: " + str(e))
     del cfg, profiles, buffers  # what the app keeps it holds itself; the rest of the config goes
     gc.collect()
     log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())

@@ -1,5 +1,6 @@
 """Compile the firmware to .mpy with mpy-cross, as a board runs it; only changed files are rebuilt."""
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -87,3 +88,19 @@ def romfs(tree):
     part.write_bytes(romfs_image(files))
     part.replace(dest)  # a runner starting meanwhile reads the old image or the new, never half of one
     return dest
+
+
+UPDATE_DIRS = ("meterbridge", "lib", "profiles")  # what an update replaces; boot.py, main.py and slots stay
+
+
+def update_files(tree):
+    """{path: bytes} that an update over MQTT carries from a compiled tree: package, umqtt and profiles."""
+    tree = Path(tree)
+    return {p.relative_to(tree).as_posix(): p.read_bytes()
+            for top in UPDATE_DIRS for p in sorted((tree / top).rglob("*")) if p.is_file()}
+
+
+def manifest(files):
+    """The MANIFEST of an update: `<sha256> <size> <path>` per file, in the order the stream carries them."""
+    return "".join(f"{hashlib.sha256(data).hexdigest()} {len(data)} {path}\n"
+                   for path, data in sorted(files.items())).encode()

@@ -26,6 +26,7 @@ DIRS = ("meterbridge", "lib/umqtt", "profiles")  # owned by deploy: anything els
 ROM_DIRS = ("meterbridge/", "lib/", "profiles/")  # what deploy --romfs puts in the ROMFS image
 SAFE_FLAG = "safemode"  # boot.py stays in the REPL while it exists
 STARTS = "starts"  # boot.py's crash-loop count
+SLOTS = "slots.json"  # slots.py: which code slot and config run, and the last update version
 
 _HASHES = """
 import os, json, hashlib, binascii
@@ -99,6 +100,7 @@ def firmware(platform, arch, build_dir):
         raise CommandError(f"device platform {platform!r} is not supported (only {', '.join(HAL)})")
     items = [Item(name, (paths.FIRMWARE / name).read_bytes()) for name in ("boot.py", "main.py")]
     out = Path(build_dir) / arch
+    items.append(Item("slots.mpy", _compile(paths.FIRMWARE / "slots.py", out / "slots.mpy", "slots.py", arch)))
     for src in sorted((paths.FIRMWARE / "meterbridge").rglob("*.py")):
         rel = src.relative_to(paths.FIRMWARE).as_posix()
         if src.parent.name == "hal" and src.stem not in ("__init__", HAL[platform]):
@@ -119,6 +121,17 @@ def plan(items, remote):
     copy = [item for item in items if remote.get(item.path) != hashlib.sha256(item.data).hexdigest()]
     stale = sorted(p for p in remote if p not in wanted and any(p.startswith(d + "/") for d in DIRS))
     return copy, stale
+
+
+def reset_slots(device):
+    """After a deploy the deployed tree and config.json run; update versions keep counting up (no replay)."""
+    try:
+        st = json.loads(device.read(SLOTS))
+        last = max(st["version"], st["last"])
+    except (ValueError, KeyError, TypeError):
+        return  # none yet: the deployed tree runs
+    device.write(SLOTS, json.dumps({"v": 1, "code": "", "config": "config.json", "version": last, "last": last,
+                                    "trial": None, "result": None}).encode())
 
 
 def mkdirs(items):
@@ -189,6 +202,13 @@ class Device:
             self._t.fs_writefile(path, data)
         except (TransportError, OSError) as e:
             raise CommandError(f"{self.port}: writing {path} failed: {e}") from None
+
+    def read(self, path):
+        """The file's bytes, or b"" when it is not there."""
+        try:
+            return self._t.fs_readfile(path)
+        except (TransportError, OSError):
+            return b""
 
     def remove(self, path):
         try:

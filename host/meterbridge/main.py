@@ -21,6 +21,7 @@ _COMMANDS = {
     "deploy": ("deploy", "compile the firmware and copy what changed, the config and profiles to a board"),
     "config": ("config", "create, validate or show a config.json; list boards and draw their wiring"),
     "selftest": ("selftest", "run the firmware's own checks on a board and print a table for a bug report"),
+    "update": ("update", "send the firmware or a config to a board over MQTT; it commits or rolls back"),
 }
 
 

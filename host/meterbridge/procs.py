@@ -84,10 +84,16 @@ def firmware_command(config_path, heapsize=None, form="mpy"):
 
     form "mpy" (default) runs .mpy compiled by mpy-cross from files, as on a board; "rom" runs
     the same .mpy in place from a ROMFS image (romrun), as on a board with a ROMFS partition or
-    frozen code; "source" runs the .py files (tracebacks with line numbers, more RAM).
+    frozen code; "source" runs the .py files (tracebacks with line numbers, more RAM); "board" runs
+    the .mpy files the way a board starts them (meterbridge.boardrun: the config's directory as its
+    filesystem, update slots, resets), so updates over MQTT work.
     """
     env = dict(os.environ)
     config = str(Path(config_path).resolve())
+    if form == "board":
+        if Path(config).name != "config.json":
+            raise ValueError("form 'board' runs the config.json of a directory")
+        return [sys.executable, "-m", "meterbridge.boardrun", str(Path(config).parent), heapsize or ""], env
     if form == "rom":
         image = build.romfs(build.firmware())
         env["MICROPYPATH"] = ".frozen"
@@ -104,7 +110,8 @@ def firmware_command(config_path, heapsize=None, form="mpy"):
 def start_firmware(config_path, heapsize=None, log=subprocess.DEVNULL, cwd=None, form="mpy"):
     """The real firmware under the MicroPython unix port."""
     cmd, env = firmware_command(config_path, heapsize, form)
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=log)
+    # a board run is a launcher and its child: a new session lets a test cut the power of both (killpg)
+    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=form == "board")
 
 
 def scratch_dir(prefix="meterbridge-"):

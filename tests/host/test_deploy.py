@@ -184,6 +184,9 @@ class FakeBoard:
         self.calls.append(("hashes", deploy.mkdirs(items)))
         return {}
 
+    def read(self, path):
+        return b""  # no slots.json: never updated over MQTT
+
     def write(self, path, data):
         self.calls.append(("write", path))
 

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+import sys
 import time
 
 import machine
@@ -236,12 +237,14 @@ def start_network(cfg):
 
 
 def config_path():
-    return "config.json"
+    """config.json, or the one boot.py's slots.boot() chose (an update's config on trial) in sys.argv[1]."""
+    return sys.argv[1] if len(sys.argv) > 1 else "config.json"
 
 
 def profiles_dir():
-    """profiles/ beside the package: in /rom when the code runs from a ROMFS partition."""
-    return "/rom/profiles" if __file__.startswith("/rom/") else "profiles"
+    """profiles/ beside the package: in /rom from a ROMFS partition, in a/ or b/ after an update."""
+    parts = __file__.rsplit("/", 3)
+    return parts[0] + "/profiles" if len(parts) == 4 else "profiles"
 
 
 def default_storage_dir():

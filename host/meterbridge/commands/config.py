@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import json
 import os
+import secrets
 import subprocess
 import sys
 import types
@@ -202,7 +203,14 @@ def masked(cfg):
     for section in (out["broker"], out["network"]["wifi"]):
         if section and section.get("password"):
             section["password"] = _SECRET
+    if out.get("update_key"):
+        out["update_key"] = _SECRET
     return out
+
+
+def new_update_key():
+    """A fresh per-board key for updates over MQTT (HMAC-SHA256), 32 random bytes as hex."""
+    return secrets.token_hex(32)
 
 
 def _broker(args):
@@ -245,7 +253,7 @@ def _new(args):
              "slave": args.slave or defaults.get("slave", 1), "baud": args.baud or defaults.get("baud", 9600),
              "parity": args.parity or defaults.get("parity", "N"),
              "uart": dict(board["uart"]) if board else {"device": args.device}}
-    doc = {"broker": _broker(args), "meters": [meter]}
+    doc = {"broker": _broker(args), "meters": [meter], "update_key": new_update_key()}
     if board:
         doc = {"board": board["name"], "network": _network(args, board), **doc}
     draft = out.with_name(out.name + ".new")  # checked before it replaces anything

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import boards, build, deploy, paths
 from ..errors import CommandError
-from .config import check
+from .config import check, new_update_key
 
 _ARCH = {"esp32": "xtensawin", "linux": "x64"}  # mpy-cross -march when no board file says otherwise
 
@@ -28,9 +28,22 @@ def add_arguments(parser):
     parser.add_argument("--no-reset", action="store_true", help="leave the board in safe mode after copying")
 
 
+def _ensure_update_key(path):
+    """Give a config without an update_key one (updates over MQTT need it); the key is never printed."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return  # check() names the problem
+    if isinstance(doc, dict) and not doc.get("update_key"):
+        doc["update_key"] = new_update_key()
+        Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"{path}: added an update_key for `meterbridge update` (keep this file private)")
+
+
 def _tree(args, platform):
     """The whole device tree for this config and board."""
     board = boards.load(args.board) if args.board else None
+    _ensure_update_key(args.config)
     cfg, board = check(args.config, "esp32" if platform == "esp32" else "unix", board)
     arch = board["mpy_arch"] if board else _ARCH.get(platform, "x64")
     items = deploy.firmware(platform, arch, args.build_dir)
@@ -82,6 +95,7 @@ def run(args):
             print(f"  removed {path}")
             device.remove(path)
         device.remove(deploy.STARTS)
+        deploy.reset_slots(device)
         if on_board and not args.no_reset:
             device.remove(deploy.SAFE_FLAG)
             print("resetting: the bridge starts")

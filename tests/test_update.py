@@ -1,0 +1,279 @@
+"""Updates over MQTT under the unix port as a board runs them (meterbridge.boardrun) against mosquitto.
+
+An update commits; a broken one (wrong key, truncated, damaged, older, too large for the flash) is
+refused and the board stays as it was; a version that dies at start or stays silent is rolled back
+by the boot's own logic; a bad config is refused with its field; and the board killed at random
+moments of an update (MB_UPDATE_KILLS times, default 4) always boots one whole version.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import fw
+from conftest import Bridge, wait_until
+from meterbridge import build, deploy
+from meterbridge.update import Board, UpdateError, firmware_files
+
+KEY = "5e" * 32
+KILLS = int(os.environ.get("MB_UPDATE_KILLS", "4"))
+HEALTH_S = 2
+# The update's code is loaded when its first message arrives, into a heap that start-up left fragmented;
+# on this 64-bit port it needs about 8 KB for good (the qstr pool grows) and 7 KB while a transfer runs
+# (half that on an ESP32). From .mpy files at 100k or 120k that fails now and then ("out of memory on the
+# board", nothing changes); bench/update.py measures the floor. The board tests run with room to spare.
+HEAPSIZE = "160k"
+
+
+@pytest.fixture
+def board(tmp_path, broker):
+    made = []
+
+    def make(**config):
+        d = tmp_path / f"{tmp_path.name[-14:]}-{len(made)}"  # its client_id: unique per test (retained results)
+        d.mkdir()
+        b = Bridge(d, broker, form="board", period_ms=250, heapsize=HEAPSIZE)
+        b.config.update(update_key=KEY, **config)
+        made.append(b)
+        return b.start()
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def connect(b, key=KEY, reply_s=10):
+    return Board("127.0.0.1", b.port, b.config["broker"]["client_id"], key, reply_s=reply_s)
+
+
+def state(b):
+    path = b.dir / "slots.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def values_flow(b):
+    """The board publishes values (again): two new powermeter_values messages."""
+    with b.everest() as ev:
+        ev.wait_for("powermeter_values", timeout=15, start=ev.mark())
+        ev.wait_for("powermeter_values", timeout=15, start=ev.mark())
+    return True
+
+
+def whole(directory):
+    """Every file the slot's MANIFEST lists is there with its hash: the slot is one version, whole."""
+    lines = (directory / "MANIFEST").read_text().splitlines()
+    for line in lines:
+        digest, size, path = line.split()
+        data = (directory / path).read_bytes()
+        assert len(data) == int(size) and hashlib.sha256(data).hexdigest() == digest, path
+    return len(lines)
+
+
+def module(tmp_path, source, name="meterbridge/start.py"):
+    """source compiled with mpy-cross, as the update's copy of name."""
+    src = tmp_path / "module.py"
+    src.write_text(source)
+    out = tmp_path / "module.mpy"
+    subprocess.run([build.mpy_cross(), "-o", str(out), "-s", name, str(src)], check=True)
+    return {name[:-3] + ".mpy": out.read_bytes()}
+
+
+def update(b, version, files=None, kind="firmware", deadline_s=30):
+    board = connect(b)
+    try:
+        board.send(kind, files or firmware_files("unix"), version, HEALTH_S, deadline_s)
+        return board.result(version, deadline_s + 30)
+    finally:
+        board.close()
+
+
+def test_hmac_is_rfc_2104():
+    cases = [("0b" * 20, b"Hi There".hex()), ("4a656665", b"what do ya want for nothing?".hex()),
+             ("aa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First".hex()), (KEY, "")]
+    out = fw.run("update_hmac.py", "".join(f"{k} {m or '00'}\n" for k, m in cases)).split()
+    want = [hmac.new(bytes.fromhex(k), bytes.fromhex(m or "00"), hashlib.sha256).hexdigest() for k, m in cases]
+    assert out == want
+    assert out[0] == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"  # RFC 4231 case 1
+
+
+def test_an_update_commits_and_the_next_goes_to_the_other_slot(board):
+    b = board()
+    config = b.dir / "config.json"
+    cmd = [sys.executable, "-m", "meterbridge.main", "update", "--config", str(config), "--version", "10",
+           "--health", str(HEALTH_S), "--deadline", "30"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "version 10 committed" in out and KEY not in out
+    st = state(b)
+    assert (st["code"], st["version"], st["trial"]) == ("a", 10, None)
+    assert st["result"] == {"version": 10, "state": "committed", "why": None}
+    assert whole(b.dir / "a") > 30
+    assert update(b, 11)["state"] == "committed"
+    assert (state(b)["code"], state(b)["version"]) == ("b", 11)
+    assert values_flow(b) and "Traceback" not in b.firmware_log()
+
+
+def test_a_wrong_key_is_refused_clearly(board):
+    b = board()
+    done = subprocess.run([sys.executable, "-m", "meterbridge.main", "update", "--broker", f"127.0.0.1:{b.port}",
+                           "--client-id", b.config["broker"]["client_id"], "--key-file", "/dev/stdin"],
+                          input="ab" * 32, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "refused by the board: bad HMAC" in done.stderr and "ab" * 32 not in done.stdout + done.stderr
+    assert state(b) is None and b.alive()
+
+
+def _send_broken(b, version, cut=0, flip=False, total=None):
+    """An update whose stream is cut short or has one byte changed; returns the board's refusal."""
+    board = connect(b)
+    try:
+        info = board.hello()
+        files = firmware_files("unix")
+        man = build.manifest(files)
+        stream = bytearray(man + b"".join(d for _, d in sorted(files.items())))
+        board.command("firmware", version=version, size=len(man), sha256=hashlib.sha256(man).hexdigest(),
+                      total=total or len(stream), health_s=HEALTH_S, deadline_s=30)
+        board._reply("cmd")
+        if flip:
+            stream[-10] ^= 1
+        with pytest.raises(UpdateError) as e:
+            board._stream(bytes(stream[: len(stream) - cut]), info["chunk"], None)
+        return str(e.value)
+    finally:
+        board.close()
+
+
+def test_broken_bundles_are_refused_and_the_board_stays_as_it_was(board, tmp_path):
+    b = board()
+    assert update(b, 10)["state"] == "committed"
+    before = (b.dir / "slots.json").read_bytes()
+    assert "truncated" in _send_broken(b, 20, cut=500)
+    assert "sha256 differs" in _send_broken(b, 20, flip=True)
+    board_ = connect(b)
+    try:
+        with pytest.raises(UpdateError, match="not above 10"):
+            board_.send("firmware", firmware_files("unix"), 9, HEALTH_S, 30)
+        with pytest.raises(UpdateError, match="flash full"):
+            board_.command("firmware", version=30, size=1, sha256="0" * 64, total=1 << 60, health_s=2, deadline_s=9)
+            board_._reply("cmd")
+    finally:
+        board_.close()
+    with pytest.raises(UpdateError, match="bad HMAC"):
+        Board("127.0.0.1", b.port, b.config["broker"]["client_id"], "77" * 32).send(
+            "firmware", firmware_files("unix"), 40, HEALTH_S, 30)
+    assert (b.dir / "slots.json").read_bytes() == before, "nothing switched"
+    assert not (b.dir / "b").exists(), "the staging slot is cleared"
+    assert values_flow(b) and b.alive()
+
+
+@pytest.mark.parametrize("broken, why", [
+    ("raise RuntimeError('this version dies at start')\n", "ended before it committed"),
+    ("import time\ndef main():\n    while True:\n        time.sleep(1)\n", "no commit within 6 s"),
+])
+def test_a_version_that_dies_or_stays_silent_is_rolled_back(board, tmp_path, broken, why):
+    b = board()
+    files = {**firmware_files("unix"), **module(tmp_path, broken)}
+    result = update(b, 10, files, deadline_s=6)
+    assert result["state"] == "rolled back" and why in result["why"], result
+    st = state(b)
+    assert (st["code"], st["version"], st["trial"], st["last"]) == ("", 0, None, 10)
+    assert values_flow(b)
+    with pytest.raises(UpdateError, match="not above 10"):
+        update(b, 10)  # a rolled-back version is not taken again
+
+
+def test_a_config_update_is_checked_then_committed(board):
+    b = board()
+    keyless = {k: v for k, v in b.config.items() if k != "update_key"}
+    board_ = connect(b)
+    try:
+        with pytest.raises(UpdateError, match="update_key: missing"):
+            board_.send("config", {"config.json": json.dumps(keyless).encode()}, 5, HEALTH_S, 30)
+    finally:
+        board_.close()
+    assert state(b) is None, "refused before anything changed"
+    # every field is checked by start-up on the trial start: a bad one rolls back at once, naming the field
+    bad = dict(b.config, meters=[dict(b.config["meters"][0], slave=300)])
+    result = update(b, 6, {"config.json": json.dumps(bad).encode()}, kind="config")
+    assert result["state"] == "rolled back", result
+    assert "config: meters[0].slave: must be an integer 1..247" in result["why"]
+    assert (state(b)["config"], state(b)["trial"]) == ("config.json", None)
+    good = dict(b.config, meters=[dict(b.config["meters"][0], meter_id="renamed")])
+    assert update(b, 7, {"config.json": json.dumps(good).encode()}, kind="config")["state"] == "committed"
+    assert state(b)["config"] == "config.a.json"
+    with b.everest() as ev:
+        assert ev.wait_for("powermeter_values", timeout=15, start=ev.mark()).value["meter_id"] == "renamed"
+
+
+def test_a_board_killed_at_random_moments_of_an_update_boots_one_whole_version(board):
+    rng = random.Random(20261129)
+    b = board()
+    outcomes = []
+    for i in range(KILLS):
+        version = 100 + i
+        sender = connect(b, reply_s=3)
+
+        def send(sender=sender, version=version):
+            try:
+                sender.send("firmware", firmware_files("unix"), version, HEALTH_S, 20)
+                outcomes.append(sender.result(version, 30)["state"])
+            except UpdateError as e:
+                outcomes.append(str(e))
+
+        t = threading.Thread(target=send)
+        t.start()
+        # the transfer takes a fraction of a second here; the trial start and health window a few seconds
+        threading.Event().wait(rng.uniform(0, 0.6) if i % 2 else rng.uniform(0.6, 4.5))
+        os.killpg(b.fw.pid, signal.SIGKILL)  # the power goes, launcher and firmware alike
+        b.fw.wait()
+        sender.close()
+        t.join(30)
+        st = state(b)
+        if st is not None and (st["trial"] or st["code"]):
+            slot = (st["trial"] or st)["code"]
+            assert whole(b.dir / slot), slot
+        b.start_firmware()
+        assert values_flow(b), b.firmware_log()[-2000:]
+        assert wait_until(lambda: state(b) is None or state(b)["trial"] is None, 30), "a trial ends either way"
+        st = state(b)
+        if st and st["code"]:
+            whole(b.dir / st["code"])
+    assert "Traceback" not in b.firmware_log()
+    print("outcomes:", outcomes)
+
+
+def test_a_deploy_runs_the_deployed_tree_and_keeps_the_version_count():
+    class Device:
+        files = {deploy.SLOTS: json.dumps({"v": 1, "code": "b", "config": "config.a.json", "version": 12,
+                                           "last": 14, "trial": None, "result": None}).encode()}
+
+        def read(self, path):
+            return self.files.get(path, b"")
+
+        def write(self, path, data):
+            self.files[path] = data
+
+    device = Device()
+    deploy.reset_slots(device)
+    st = json.loads(device.files[deploy.SLOTS])
+    assert (st["code"], st["config"], st["version"], st["last"]) == ("", "config.json", 14, 14)
+
+
+def test_config_new_sets_a_key_and_show_masks_it(tmp_path):
+    out = tmp_path / "config.json"
+    main = [sys.executable, "-m", "meterbridge.main", "config"]
+    subprocess.run([*main, "new", "--device", "/dev/null", "--profile", "eastron_sdm120", "--broker", "h:1883",
+                    "-o", str(out)], check=True, capture_output=True)
+    key = json.loads(out.read_text())["update_key"]
+    assert len(bytes.fromhex(key)) == 32
+    shown = subprocess.run([*main, "show", str(out)], check=True, capture_output=True, text=True).stdout
+    assert key not in shown and json.loads(shown)["update_key"] == "********"
