@@ -1,9 +1,10 @@
 """The firmware's heap on a 32-bit MicroPython (the WebAssembly port under node) and on the 64-bit unix port.
 
-Both run the same plain-bytecode .mpy files; only what cannot exist in WebAssembly is stubbed: the UART
-(a meter that answers every read), the socket (a broker that answers the MQTT 3.1.1 handshake, takes
-publishes and sends requests) and the flash (the port's in-memory filesystem, through the firmware's own
-Storage). start() builds the app as start.main() does; the loop then runs on the port's own asyncio.
+Both run the same plain-bytecode .mpy files, the firmware's own ESP32 HAL included; only what cannot exist in
+WebAssembly is stubbed: the board's machine module with a UART that a meter answers (stubs.py), the socket
+(stub_net.py: a broker that answers the MQTT 3.1.1 handshake, takes publishes and sends requests), and the
+flash is the port's in-memory filesystem, through the firmware's own Storage. start() builds the app as
+start.main() does; the loop then runs on the port's own asyncio.
 
 Heap figures are gc.mem_alloc() after a collection. On the WebAssembly port a collection asked for inside
 a call happens when that call returns (the JS stack cannot be scanned), so node calls sample() twice.
@@ -32,9 +33,10 @@ def start():
     sys.modules["socket"] = sys.modules["usocket"] = _SOCKET
     if not hasattr(asyncio.core, "_io_queue"):  # the WebAssembly port's asyncio has no select() poller
         asyncio.core._io_queue = stubs.PolledIO()
-    import meterbridge
-
-    meterbridge.hal = sys.modules["meterbridge.hal"] = stubs.hal_module()
+    sys.modules["machine"] = stubs.machine_module()
+    sys.modules["network"] = stubs.network_module()
+    sys.modules["ntptime"] = stubs.ntptime_module()
+    _esp32_hal()
     _RUN.append(getattr(asyncio, "run", None))
     asyncio.run = lambda coro: _task.append(coro)  # App.run_forever(): the loop starts later, on request
     from meterbridge import start as firmware
@@ -44,6 +46,23 @@ def start():
         delattr(asyncio, "run")
     else:
         asyncio.run = _RUN[0]
+
+
+def _esp32_hal():
+    """The firmware's own hal/esp32.py as meterbridge.hal, as sys.platform "esp32" selects it on a board.
+
+    hal/__init__ would pick the unix HAL on these ports; halpkg, an empty module named and placed as the
+    package, stands in for it, so nothing of the unix HAL is loaded (its interned names would stay)."""
+    import halpkg
+
+    import meterbridge
+
+    halpkg.__name__ = "meterbridge.hal"
+    halpkg.__path__ = meterbridge.__path__ + "/hal"
+    meterbridge.hal = sys.modules["meterbridge.hal"] = halpkg
+    from meterbridge.hal import esp32
+
+    meterbridge.hal = sys.modules["meterbridge.hal"] = esp32
 
 
 async def _requests(module_id, seconds):

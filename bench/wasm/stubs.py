@@ -1,15 +1,15 @@
-"""The HAL the bench stubs on both ports: the UART with a meter on it, the watchdog, the clock.
+"""The board's C modules that the firmware's own ESP32 HAL (hal/esp32.py) needs, stubbed for both ports.
 
-They stand in for the board's HAL (hal/esp32.py and machine.UART), so their heap counts with the firmware's
-(bench/wasm/board.py measures). The flash is the port's own filesystem, through the firmware's Storage.
-PolledIO gives the WebAssembly port's asyncio the IO queue that extmod/asyncio has.
+machine: a UART with a meter on it (every read answered with zeros, a write with its echo), Pin, WDT, an RTC
+that has been set, Timer; network without interfaces; ntptime. They are small, as those modules' objects
+are on a board, and their heap counts with the firmware's. PolledIO gives the WebAssembly port's asyncio
+the IO queue that extmod/asyncio has.
 """
 
 import time
 
 from stub_net import Module
 
-# asyncio is imported where it is used: the firmware's own imports are part of its heap
 
 class PolledIO:
     """extmod/asyncio's IO queue where there is no select(): a task waiting on a stream looks again in 5 ms
@@ -26,19 +26,17 @@ class PolledIO:
         pass
 
 
-class Bus:
-    """The UART with a meter on it: every read gets an answer (all registers 0), a write its echo."""
+class UART:
+    """machine.UART with a Modbus meter behind it that answers at once."""
 
-    def __init__(self, uart, baud, parity):
+    def __init__(self, id, baudrate=9600, **kwargs):
         from meterbridge.modbus import rtu
 
-        self._rtu = rtu
+        self._crc = rtu.crc16
         self._reply = bytearray(256)
         self._n = 0
 
-    async def send(self, buf, n):
-        import asyncio
-
+    def write(self, buf, n=None):
         r = self._reply
         r[0], r[1] = buf[0], buf[1]
         if buf[1] in (3, 4):
@@ -49,51 +47,98 @@ class Bus:
         else:  # FC6 / FC16: the echo of address and value or count
             r[2:6] = buf[2:6]
             k = 6
-        c = self._rtu.crc16(r, k)
+        c = self._crc(r, k)
         r[k], r[k + 1] = c & 0xFF, c >> 8
         self._n = k + 2
-        await asyncio.sleep_ms(0)
+        return len(buf) if n is None else n
 
-    def readinto(self, mv):
+    def txdone(self):
+        return True
+
+    def readinto(self, mv, nbytes=None):
         n = min(self._n, len(mv))
+        if not n:
+            return None  # as the ESP32 port: nothing before the timeout
         mv[:n] = self._reply[:n]
         self._reply[: self._n - n] = self._reply[n : self._n]
         self._n -= n
         return n
 
-    def close(self):
+    def deinit(self):
         pass
 
 
-class Watchdog:
-    def __init__(self, timeout_ms):
+class Pin:
+    IN = 1
+    OUT = 3
+    PULL_UP = 2
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None):
+        self._level = value or 0
+
+    def value(self, x=None):
+        if x is None:
+            return self._level
+        self._level = x
+        return None
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
         pass
 
     def feed(self):
         pass
 
 
-def hal_module():
-    from meterbridge import storage
+class RTC:
+    """Set, as after NTP or an RTC kept over a reset: values are published from the start."""
 
+    _memory = [b""]
+
+    def datetime(self):
+        t = time.gmtime()
+        return (max(t[0], 2026), t[1], t[2], t[6], t[3], t[4], t[5], 0)
+
+    def memory(self, data=None):
+        if data is None:
+            return self._memory[0]
+        self._memory[0] = bytes(data)
+        return None
+
+
+class Timer:
+    def __init__(self, id, **kwargs):
+        pass
+
+    def init(self, **kwargs):
+        pass
+
+    def deinit(self):
+        pass
+
+
+def _reset():
+    raise SystemExit(99)
+
+
+def machine_module():
     mod = Module()
-    mod.PLATFORM = "bench"
-    mod.Bus = Bus
-    mod.Storage = storage.Storage
-    mod.Watchdog = Watchdog
-    mod.supported_baud = lambda baud: 300 <= baud <= 115200
-    mod.epoch_ms = lambda: 1764152130250 + time.ticks_ms()
-    mod.gmtime = lambda s: time.gmtime(s - 946684800) if time.gmtime(0)[0] == 2000 else time.gmtime(s)
-    mod.config_path = lambda: "config.json"
-    mod.profiles_dir = lambda: "profiles"
-    mod.default_storage_dir = lambda: "meterbridge-state"
-    mod.start_network = lambda cfg: None
-    mod.stopped = lambda: None
-
-    def fatal(message):
-        raise RuntimeError(message)
-
-    mod.fatal = fatal
+    mod.UART, mod.Pin, mod.WDT, mod.RTC, mod.Timer = UART, Pin, WDT, RTC, Timer
+    mod.reset = _reset
+    mod.reset_cause = lambda: 1
+    mod.PWRON_RESET, mod.HARD_RESET, mod.WDT_RESET, mod.SOFT_RESET = 1, 2, 3, 5
     return mod
 
 
+def network_module():
+    mod = Module()
+    mod.hostname = lambda name=None: "bench"
+    return mod
+
+
+def ntptime_module():
+    mod = Module()
+    mod.host, mod.timeout = "pool.ntp.org", 1
+    mod.settime = lambda: None
+    return mod
