@@ -1,7 +1,9 @@
 """Fetch umqtt.simple from the registry package micropython-umqtt.simple, check its sha256, install it.
 
-Usage: python tools/fetch_umqtt.py LIBDIR  ->  LIBDIR/umqtt/simple.py
+Usage: python tools/fetch_umqtt.py LIBDIR  ->  LIBDIR/umqtt/simple.py and LIBDIR/umqtt/pinned.py
 The source is never committed: it comes from the registry at set-up time, pinned by hash.
+umqtt/pinned.py (ours) names the version, so the firmware can log which umqtt.simple it runs:
+a frozen umqtt package that shadows this one has no such module.
 """
 
 import hashlib
@@ -31,9 +33,19 @@ def fetch():
     return data
 
 
+def _pin(dest):
+    """umqtt/pinned.py beside simple.py: what the firmware logs at start-up."""
+    path = os.path.join(dest, "umqtt", "pinned.py")
+    text = f'VERSION = "{VERSION}"  # {PACKAGE} in this directory, written by tools/fetch_umqtt.py\n'
+    if not os.path.exists(path) or open(path).read() != text:
+        with open(path, "w") as f:
+            f.write(text)
+
+
 def main(dest):
     target = os.path.join(dest, "umqtt", "simple.py")
     if os.path.exists(target):
+        _pin(dest)
         return
     with tarfile.open(fileobj=io.BytesIO(fetch()), mode="r:gz") as tf:
         member = next(m for m in tf.getmembers() if m.name.endswith("/umqtt/simple.py"))
@@ -42,6 +54,7 @@ def main(dest):
     with open(target + ".new", "wb") as f:
         f.write(source)
     os.replace(target + ".new", target)
+    _pin(dest)
     print(f"fetch_umqtt: {PACKAGE} {VERSION} -> {target}")
 
 

@@ -1,0 +1,15 @@
+"""Importing the package puts the lib/ directory beside it first in sys.path, before anything imports umqtt.
+
+lib/ holds the pinned umqtt.simple that the tests ran (/lib on a board, /rom/lib in a ROMFS image).
+Stock ESP32 firmware freezes a newer umqtt.simple, and sys.path there is ['', '.frozen', '/lib']
+(py/runtime.c, ports/esp32/main.c; /rom and /rom/lib also come after .frozen), so the frozen one
+would win. Every entry point (main.py, the launchers) imports this package first.
+"""
+
+import sys
+
+_parts = __file__.rsplit("/", 2)  # .../meterbridge/__init__.mpy
+_lib = _parts[0] + "/lib" if len(_parts) == 3 else "lib"  # relative to the working directory ("/" on a board)
+if sys.path[0] != _lib:
+    sys.path.insert(0, _lib)
+del _parts, _lib

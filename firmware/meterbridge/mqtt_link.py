@@ -1,72 +1,92 @@
-"""The MQTT link: umqtt.simple's MQTTClient plus what it lacks — reconnect, keep-alive, resubscribe.
+"""The MQTT link: umqtt.simple over a socket that never blocks the loop, with reconnect and keep-alive.
+
+Connecting never waits on the network inside a call. The TCP connect is non-blocking; the TLS
+handshake runs inside the first writes (wrap_socket with do_handshake_on_connect=False on the
+non-blocking socket, as extmod/asyncio/stream.py's open_connection does). umqtt.simple's own
+connect() and subscribe() write their packets into the PacketSocket while it holds writes (umqtt's
+`socket` module name points at it) and stop where they would read a reply; the link sends them and
+awaits CONNACK and SUBACK itself, checked against the MQTT 3.1.1 spec, every wait against a
+deadline. Only what every release since 1.3 shares is used (the first six constructor arguments,
+connect(clean_session), subscribe(topic, qos), publish, ping, wait_msg; 1.4.0 dropped ssl_params,
+1.5.0's connect() sets a timeout on its socket: toolchain.md §6), so whichever umqtt.simple is
+imported works. PacketSocket gathers each incoming packet before umqtt reads it, so no umqtt read
+waits on the network either. A broker's host name is resolved once, off the loop (dns).
 
 Requests are subscribed at QoS 1 in a persistent session (clean session off, the stable client id), so
 the broker keeps what EVerest sends (at QoS 2) while the link is down. Not QoS 2: umqtt.simple has no
 QoS 2 receive path (wait_msg asserts). umqtt acknowledges a QoS 1 message after the callback returns, so
 a request lost with the link before that is delivered again.
 
-umqtt.simple stays a plain protocol object; every error it raises is trapped here and turns into
-one idempotent _down(). run() is the one task that brings the link back, with capped, jittered
-backoff so the link is in use again within 2 s of the broker's return.
+Every error turns into one idempotent _down(); run() brings the link back with capped, jittered
+backoff, so the link is in use again within 2 s of the broker's return.
 """
 
 import asyncio
 import gc
 import random
+import socket
+import sys
 import time
-from asyncio import core
 
 import umqtt.simple
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
 from .log import DEBUG, INFO, WARN, log
-from .mqtt_socket import BoundedSocket, SocketFactory
+from .mqtt_socket import UNSENT, PacketSocket
 
 _BACKOFF_MIN_MS = const(200)
-_BACKOFF_MAX_MS = const(1600)  # plus up to 25 % jitter: at most 2 s between attempts
+_BACKOFF_MAX_MS = const(1200)  # plus up to 25 % jitter: an attempt starts at most 1.5 s after the last one did
 _IDLE_MS = const(500)  # longest sleep while nothing arrives: pings and the supervisor's beat
-_BURST = const(16)  # messages taken per look before other tasks get a turn
-_SOCKET_TIMEOUT_S = const(2)  # the longest any single socket operation may block
-_IPPROTO_TCP = const(6)  # Linux and lwIP values; the unix port's socket module lacks the names
-_TCP_NODELAY = const(1)
-_ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError)  # what a broken stream raises in umqtt
-
-
-async def _readable(sock):
-    """Until sock has bytes to read: the asyncio poller wakes us, no busy polling.
-
-    extmod/asyncio's streams wait the same way (stream.py); there is no public call for it.
-    """
-    yield core._io_queue.queue_read(sock)
+_BURST = const(16)  # packets taken per look before other tasks get a turn
+_TCP_MS = const(1000)  # a TCP connect not answered by then is given up (a host that is down)
+_HANDSHAKE_MS = const(10000)  # TLS, CONNACK and SUBACK, from the TCP connect on
+# CONNACK return codes 1..5, MQTT 3.1.1 section 3.2.2.3
+_REFUSED = "bad protocol version|client id rejected|server unavailable|bad user name or password|not authorised"
+# what a broken stream or a broker that is not MQTT raises here or in umqtt (its asserts included)
+_ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError, AssertionError)
 
 
 class MqttLink:
     """One broker connection with a retained online/offline status topic."""
 
     def __init__(self, broker, subscriptions, on_message, on_connect, rx):
-        self._broker = broker
+        b = self._broker = broker
         self._subs = subscriptions
         self._on_message = on_message
         self._on_connect = on_connect
-        self._rx = rx  # incoming messages up to len(rx) bytes are read into it; made once, at start-up
-        self.status_topic = ("meterbridge/%s/status" % broker["client_id"]).encode()
+        self._rx = rx  # incoming payloads up to len(rx) bytes are read into it; made once, at start-up
+        self._head = bytearray(max(len(t) for t in subscriptions) + 16)  # header, topic, packet id
+        self.status_topic = ("meterbridge/%s/status" % b["client_id"]).encode()
         self.up = False
         self.connects = 0
         self.refused = 0  # messages refused for their size; on_message gets only their head
         self.received = 0
-        self._client = None
-        self._sock = None
+        # the socket and the client are made now, while the heap is in one piece, and serve every connection
+        self._sock = PacketSocket(self._head, rx)
+        c = self._client = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"],
+                                      b["keepalive"])
+        c.set_callback(self._deliver)
+        c.set_last_will(self.status_topic, b"offline", retain=True)
         self._delivering = False
         self._fault = None  # a publish that failed inside a delivery: raised once umqtt's callback returns
+        self._addr = None  # the broker's address, resolved once
         self._last_ping = 0
-        self._sockets = SocketFactory(_SOCKET_TIMEOUT_S)
-        umqtt.simple.socket = self._sockets  # every socket umqtt makes is a bounded one
+        self._beat = None
         self._tls = None
-        if broker["tls"] is not None:
+        if b["tls"] is not None:
             from . import tls
 
-            self._tls = tls.context(broker["tls"])
+            self._tls = tls.context(b["tls"])
+        try:  # tools/fetch_umqtt.py writes umqtt/pinned.py beside the pinned one; a frozen or other has none
+            from umqtt import pinned
+
+            version = pinned.VERSION
+            del sys.modules["umqtt.pinned"], umqtt.pinned
+        except ImportError:
+            version = None
+        log(INFO if version else WARN, "umqtt.simple", version or "of unknown version (not the pinned one)",
+            "from", umqtt.simple.__file__)
 
     def _deliver(self, topic, msg):
         self.received += 1
@@ -75,11 +95,9 @@ class MqttLink:
         if oversize:
             self.refused += 1
             sock.refused = 0
-        if type(topic) is not bytes:
-            topic = bytes(topic)  # a topic longer than BoundedSocket's small reads
         self._delivering = True
         try:
-            self._on_message(topic, msg, oversize, sock.head & 1)
+            self._on_message(topic, msg, oversize, self._head[0] & 1)  # the fixed header's retain flag
         finally:
             self._delivering = False
         e = self._fault
@@ -87,42 +105,97 @@ class MqttLink:
             self._fault = None
             raise e  # out of umqtt before it acknowledges: the broker delivers the message again
 
-    def _connect(self):
-        b = self._broker
-        tls = self._tls
-        c = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"], b["keepalive"],
-                       ssl=tls or False, ssl_params={"server_hostname": b["host"]} if tls else {})
-        c.set_callback(self._deliver)
-        c.set_last_will(self.status_topic, b"offline", retain=True)
-        self._client = c
-        c.connect(False)  # a persistent session: the broker queues QoS 1 requests while we are away
-        raw = self._sockets.raw
+    async def _wait(self, write, deadline):
+        """Until the socket is writable (or holds a whole packet); OSError(ETIMEDOUT) past deadline."""
+        sock = self._sock
+        while write or not sock.pull():
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0:
+                raise OSError(110)  # ETIMEDOUT
+            if await sock.ready(write, min(left, _IDLE_MS)) and write:
+                return
+            self._beat()
+
+    async def _connect(self):
+        """TCP, TLS, CONNECT/CONNACK, SUBSCRIBE/SUBACK, every wait awaited against a deadline."""
+        b, sock, c, head = self._broker, self._sock, self._client, self._head
+        if self._addr is None:  # resolved once; a numeric address is parsed, with no DNS query
+            parts = b["host"].split(".")
+            if len(parts) == 4 and all(p.isdigit() for p in parts):
+                self._addr = socket.getaddrinfo(b["host"], b["port"])[0][-1]
+            else:
+                from .dns import address  # a name: looked up off the loop
+
+                self._addr = await address(b["host"], b["port"], self._beat)
+        raw = socket.socket()
+        sock.attach(raw, True)
+        raw.setblocking(False)
         try:
-            raw.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)  # umqtt writes one packet in several pieces
+            raw.connect(self._addr)
+        except OSError as e:
+            if e.errno not in (115, 119):  # EINPROGRESS (Linux, lwIP): under way
+                raise
+        await self._wait(True, time.ticks_add(time.ticks_ms(), _TCP_MS))  # connected, or refused (a write raises)
+        deadline = time.ticks_add(time.ticks_ms(), _HANDSHAKE_MS)
+        try:
+            raw.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux, lwIP): umqtt writes a packet in pieces
         except OSError:
             pass  # not every stack has it
-        self._sock = c.sock = BoundedSocket(c.sock, raw, _SOCKET_TIMEOUT_S, self._rx)
-        self.up = True  # the requests the broker kept for us arrive while we subscribe: answer them at once
-        for topic in self._subs:
-            c.subscribe(topic, 1)
+        if self._tls:
+            sock.stream = self._tls.wrap_socket(raw, server_hostname=b["host"], do_handshake_on_connect=False)
+        # umqtt writes CONNECT and a SUBSCRIBE per topic into the held buffer and stops where it reads the reply
+        umqtt.simple.socket = sock  # connect() takes its socket from there: ours, connected
+        c.pid = 0
+        for topic in [None] + self._subs:
+            try:
+                c.connect(False) if topic is None else c.subscribe(topic, 1)  # clean session off; QoS 1
+            except OSError as e:
+                if e.errno != UNSENT:
+                    raise
+        mv = memoryview(self._rx)[: sock.held]
+        sock.held = -1
+        while mv:
+            k = sock.stream.write(mv)  # the TLS handshake runs in these writes
+            if k:
+                mv = mv[k:]
+            else:
+                await self._wait(True, deadline)
+        await self._wait(False, deadline)
+        if head[0] != 0x20 or head[1] != 2:  # CONNACK (3.2)
+            raise ValueError("not MQTT: %r" % bytes(head[:4]))
+        k = head[3]
+        if k:
+            raise MQTTException("broker refused the connection: %s (CONNACK %d)"
+                                % (_REFUSED.split("|")[k - 1] if k <= 5 else "?", k))
+        self.up = True  # publish() works from here: replies to requests kept in our session go out
+        k = len(self._subs)
+        while k:
+            await self._wait(False, deadline)
+            if head[0] != 0x90:
+                c.wait_msg()  # a request the broker kept for our session may come before the SUBACKs
+                continue
+            # SUBACK (3.9): one of our packet ids (umqtt counts them from 1), then the granted QoS or 0x80
+            if head[1] != 3 or not 0 < head[2] << 8 | head[3] <= len(self._subs) or head[4] > 2:
+                raise MQTTException("broker refused the subscription: %r" % bytes(head[:5]))
+            k -= 1
         c.publish(self.status_topic, b"online", retain=True)
         self._last_ping = time.ticks_ms()
         self.connects += 1
-        log(INFO, "mqtt connected to %s:%d%s" % (b["host"], b["port"], " (TLS)" if tls else ""))
+        log(INFO, "mqtt connected to %s:%d%s" % (b["host"], b["port"], " (TLS)" if self._tls else ""))
         self._on_connect()
 
     def _down(self, why):
         if self.up:
             log(WARN, "mqtt link down:", repr(why))
         self.up = False
-        c = self._client
-        if c and c.sock:
+        self._client.sock = umqtt.simple.socket = None
+        stream = self._sock.stream
+        if stream:
+            self._sock.stream = None
             try:
-                c.sock.close()
+                stream.close()
             except OSError:
                 pass
-            c.sock = None
-        self._client = self._sock = None
         gc.collect()
 
     def publish(self, topic, msg, retain=False):
@@ -132,7 +205,7 @@ class MqttLink:
         try:
             self._client.publish(topic, msg, retain)
         except _ERRORS as e:
-            if self._delivering:  # umqtt still reads from the socket: close it once the callback returns
+            if self._delivering:  # umqtt still reads the packet: close the socket once the callback returns
                 self._fault = e
             else:
                 self._down(e)
@@ -140,15 +213,18 @@ class MqttLink:
         return True
 
     def _service(self):
+        """Hand umqtt the packets already in; ping and check the broker is alive."""
         c = self._client
+        sock = self._sock
         for _ in range(_BURST):
-            seen = self.received
-            c.check_msg()
-            if not self.up or self.received == seen:
+            if not sock.pull():
                 break
+            c.wait_msg()
+            if not self.up:
+                return
         now = time.ticks_ms()
         half = self._broker["keepalive"] * 500
-        quiet = time.ticks_diff(now, self._sock.last_rx)
+        quiet = time.ticks_diff(now, sock.last_rx)
         if quiet > 3 * half:
             raise OSError("no traffic from the broker for %d ms" % quiet)
         if time.ticks_diff(now, self._last_ping) > half:
@@ -157,26 +233,26 @@ class MqttLink:
 
     async def run(self, beat):
         """Keep the link up and deliver incoming messages, forever; beat() after each turn."""
+        self._beat = beat
         backoff = _BACKOFF_MIN_MS
         while True:
             beat()
             if not self.up:
+                began = time.ticks_ms()
                 try:
-                    self._connect()
+                    await self._connect()
                     backoff = _BACKOFF_MIN_MS
                 except _ERRORS as e:
                     # the first failure in a row is a warning, the retries every 2 s are not news
                     log(WARN if backoff == _BACKOFF_MIN_MS else DEBUG, "mqtt connect failed:", repr(e))
                     self._down(e)
-                    await asyncio.sleep_ms(backoff + random.getrandbits(16) % (backoff // 4 + 1))
+                    pause = backoff + random.getrandbits(16) % (backoff // 4 + 1)  # from this attempt's start
+                    await asyncio.sleep_ms(max(pause - time.ticks_diff(time.ticks_ms(), began), 0))
                     backoff = min(2 * backoff, _BACKOFF_MAX_MS)
                 continue
             try:
                 self._service()
+                if self.up:
+                    await self._sock.ready(False, _IDLE_MS)
             except _ERRORS as e:
                 self._down(e)
-                continue
-            try:
-                await asyncio.wait_for_ms(_readable(self._sockets.raw), _IDLE_MS)
-            except asyncio.TimeoutError:
-                pass

@@ -1,104 +1,190 @@
-"""The socket umqtt.simple talks through: every wait bounded, DNS resolved once, no big allocations.
+"""The socket umqtt.simple talks through: whole packets gathered without blocking, then served from RAM.
 
-umqtt.simple makes its own socket from its module-level `socket`, switches it to blocking for the
-rest of a packet once the first byte is in, and reads a whole message with one read(n). SocketFactory
-stands in for that module name, so every socket starts with a timeout. BoundedSocket turns
-"blocking" into "blocking for at most timeout", remembers when bytes last arrived (liveness without
-PINGRESP hooks), drains any read larger than the cap, and serves large reads from one preallocated
-buffer as a memoryview — valid until the next read — so a fragmented heap never has to find room
-for a message.
+umqtt.simple reads a packet with several blocking reads once its first byte is in. Here the link
+first gathers a whole packet with non-blocking reads (pull(), awaiting the socket in between with
+ready()), and only then lets umqtt read it: no umqtt read ever waits on the network. A PUBLISH
+body larger than the message buffer keeps its head (where replyTo is) and the rest is read and
+dropped as it arrives. Writes go out non-blocking; one that finds no room in the send buffer for
+_WRITE_MS raises. Bytes that cannot be MQTT (a packet type a server never sends, a length past
+the buffers) raise ValueError: the link reconnects. Made once, at start-up, and reused by every
+connection, so connecting allocates little.
 """
 
-import socket
+import asyncio
+import select
 import time
+from asyncio import core
 
 from micropython import const
 
-_SMALL = const(160)  # reads up to this size (headers, topics) are ordinary bytes
+_SMALL = const(160)  # message bodies up to this size are served as bytes, larger ones as a memoryview
 _TAIL = const(128)  # the part of the buffer an oversized message's body is drained through
+_WRITE_MS = const(300)  # longest wait for room in the send buffer (a broker that stopped reading)
+UNSENT = const(11)  # EAGAIN: read()'s errno while writes are held (umqtt wants the reply to a held packet)
+# packet types a server sends (MQTT 3.1.1, 2.2.1): CONNACK PUBLISH PUBACK PUBREC PUBREL PUBCOMP SUBACK UNSUBACK PINGRESP
+_FROM_SERVER = const(0x2AFC)
+# what pull() is reading: the fixed header, a PUBLISH's topic length, its topic (and packet id), its
+# payload, the rest of an oversized payload, the rest of any other packet; or a whole packet is in
+_FIXED = const(0)
+_LEN = const(1)
+_TOPIC_LEN = const(2)
+_TOPIC = const(3)
+_BODY = const(4)
+_DRAIN = const(5)
+_REST = const(6)
+_DONE = const(7)
 
 
-class BoundedSocket:
-    """A stream with bounded blocking reads and writes and a size cap on single reads."""
+def _io(stream, write):
+    """Until stream is writable (or readable): the asyncio poller wakes us (as extmod/asyncio/stream.py)."""
+    yield (core._io_queue.queue_write if write else core._io_queue.queue_read)(stream)
 
-    def __init__(self, stream, raw, timeout_s, buf):
-        self._stream = stream  # what carries the bytes: the socket or its TLS wrapper
-        self._raw = raw  # the TCP socket, where timeouts are set
-        self._timeout = timeout_s
-        self._cap = len(buf)
-        self._mv = memoryview(buf)  # owned by the link, reused across connections
-        self.refused = 0  # size of the last read refused for its size, until the caller clears it
+
+class PacketSocket:
+    """A broker connection's stream: packets gathered without blocking, served to umqtt.simple's reads."""
+
+    def __init__(self, head, body):
+        self._head = head  # fixed header, and a PUBLISH's topic and packet id, or any other packet whole
+        self._body = memoryview(body)  # a PUBLISH's payload
+        self.stream = None
+
+    def attach(self, stream, held):
+        """A new connection on stream; held: writes are kept in the body buffer, unsent, until flush()."""
+        self.stream = stream  # the TCP socket, or its TLS wrapper
+        self.held = 0 if held else -1
+        self.refused = 0  # size of a payload refused for its size, until the caller clears it
         self.last_rx = time.ticks_ms()
-        self._byte = 0  # the last single byte read
-        self.head = 0  # the fixed-header byte of the packet being read (retain flag, QoS)
+        self._stage = _DONE  # pull() begins the first packet; read() has nothing
+        self._pos = 1
+        self._hlen = 0
+
+    async def ready(self, write, ms):
+        """True once the stream is writable (or readable), False after ms."""
+        try:
+            await asyncio.wait_for_ms(_io(self.stream, write), ms)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def pull(self):
+        """Read what has arrived into the packet being gathered; True once it is whole (then it is served)."""
+        head = self._head
+        if self._stage == _DONE:  # begin the next packet
+            self._stage = _FIXED
+            self._at = 0  # where the next bytes go in the stage's buffer
+            self._want = 2  # every packet has a type byte and at least one length byte
+            self._pos = 0  # umqtt's read position
+            self._keep = -1  # payload bytes kept (-1: the whole payload)
+        while True:
+            stage = self._stage
+            if self._want:
+                buf = self._body if _BODY <= stage <= _DRAIN else head
+                k = self.stream.readinto(memoryview(buf)[self._at : self._at + self._want])
+                if k is None:
+                    return False
+                if not k:
+                    raise OSError(-1)  # the peer closed
+                self.last_rx = time.ticks_ms()
+                self._at += k
+                self._want -= k
+                continue
+            at = self._at  # the stage just read is complete: on to the next
+            bad = False
+            if stage <= _LEN:  # the remaining length, 7 bits a byte, at most 4 (MQTT 3.1.1, 2.2.3)
+                more = head[at - 1] & 0x80
+                if more and at < 5:
+                    self._stage, self._want = _LEN, 1
+                    continue
+                bad = more or not (_FROM_SERVER >> (head[0] >> 4)) & 1
+                n = 0
+                for i in range(at - 1, 0, -1):
+                    n = n << 7 | head[i] & 0x7F
+                self._left = n  # bytes after the fixed header
+                self._hlen = at  # the fixed header's, for now
+                if head[0] >> 4 == 3:  # PUBLISH
+                    self._stage, self._want = _TOPIC_LEN, 2
+                else:
+                    self._stage, self._want = _REST, n
+                    bad = bad or at + n > len(head)
+            elif stage == _TOPIC_LEN:
+                n = (head[at - 2] << 8 | head[at - 1]) + (2 if head[0] & 6 else 0)  # topic, packet id at QoS > 0
+                bad = at + n > len(head)  # longer than any topic subscribed
+                self._stage, self._want = _TOPIC, n
+            elif stage == _TOPIC:
+                n = self._left - (at - self._hlen)  # the payload
+                bad = n < 0
+                self._hlen = at
+                if n > len(self._body):
+                    self.refused = n
+                    self._keep = max(len(self._body) - _TAIL, 0)
+                    self._left = n - self._keep  # to drain
+                    n = self._keep
+                self._stage, self._at, self._want = _BODY, 0, n
+            elif self._keep >= 0 and self._left and stage != _REST:  # more of an oversized payload to drain
+                self._stage, self._at = _DRAIN, self._keep
+                self._want = min(len(self._body) - self._keep, self._left)
+                self._left -= self._want
+            else:
+                if stage == _REST:
+                    self._hlen = at
+                self._stage = _DONE
+                return True
+            if bad:
+                raise ValueError("not MQTT: %r" % bytes(head[:at]))
 
     def read(self, n):
-        if n > self._cap:
-            self.refused = n
-            return self._drain(n)
-        if n <= _SMALL:
-            data = self._stream.read(n)
-            if data:
-                self.last_rx = time.ticks_ms()
-                if n == 1:
-                    self._byte = data[0]
-            return data
-        got = 0
-        while got < n:
-            k = self._stream.readinto(self._mv[got:n])
-            if not k:
-                raise OSError(-1)  # the peer closed in the middle of a message
-            got += k
-        self.last_rx = time.ticks_ms()
-        return self._mv[:n]
-
-    def _drain(self, n):
-        """Read n bytes, keeping the head (where replyTo is) and discarding the rest; return the head."""
-        keep = self._cap - _TAIL
-        mv = self._mv
-        got = 0
-        while got < n:
-            at = got if got < keep else keep
-            k = self._stream.readinto(mv[at : min(self._cap, at + n - got)])
-            if not k:
-                raise OSError(-1)  # the peer closed in the middle of a message
-            got += k
-        self.last_rx = time.ticks_ms()
-        return mv[:keep]
+        """umqtt.simple's read: None while no whole packet is gathered, else the packet's next n bytes."""
+        if self.held >= 0:
+            raise OSError(UNSENT)
+        if self._stage != _DONE:
+            return None
+        pos = self._pos
+        if pos < self._hlen:
+            self._pos = end = min(pos + n, self._hlen)
+            return bytes(self._head[pos:end])
+        if pos > self._hlen:
+            return b""  # past the packet: umqtt raises for it
+        self._pos += 1
+        if self._keep >= 0:
+            return self._body[: self._keep]
+        return bytes(self._body[:n]) if n <= _SMALL else self._body[:n]
 
     def write(self, buf, n=None):
-        return self._stream.write(buf if n is None else memoryview(buf)[:n])
+        mv = memoryview(buf)
+        if n is not None:
+            mv = mv[:n]
+        at = self.held
+        if at >= 0:
+            self._body[at : at + len(mv)] = mv  # ValueError past the buffer
+            self.held = at + len(mv)
+            return n
+        poll = None
+        while mv:
+            k = self.stream.write(mv)
+            if k:
+                mv = mv[k:]
+                continue
+            if poll is None:
+                deadline = time.ticks_add(time.ticks_ms(), _WRITE_MS)
+                poll = select.poll()
+                poll.register(self.stream, select.POLLOUT)
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0:
+                raise OSError(110)  # ETIMEDOUT
+            poll.poll(left)
+        return n
 
-    def setblocking(self, flag):
-        # umqtt.simple's wait_msg (1.3.4 and 1.8.0) reads the packet's first byte, then asks for blocking:
-        # that byte is the fixed header, which umqtt does not pass to the callback
-        if flag:
-            self.head = self._byte
-        self._raw.settimeout(self._timeout if flag else 0)
+    def setblocking(self, *args):
+        """Reads never block here, whatever umqtt asks; nor is there a timeout to set."""
+        return self
 
-    def setsockopt(self, *args):
-        self._raw.setsockopt(*args)
+    # umqtt.simple's connect() makes its socket with its module's socket() and getaddrinfo(), connects it
+    # and (1.5.0 and later) sets its timeout: the link points that module name here, so connect() gets
+    # this socket, already connected
+    socket = connect = settimeout = setblocking
+
+    def getaddrinfo(self, *args):
+        return ((None,),)
 
     def close(self):
-        self._stream.close()
-
-
-class SocketFactory:
-    """Stands in for umqtt.simple's `socket` module: timed sockets and cached DNS."""
-
-    def __init__(self, timeout_s):
-        self._timeout = timeout_s
-        self._dns = {}
-        self.raw = None  # the last socket made, for BoundedSocket
-
-    def socket(self, *args):
-        s = socket.socket(*args)
-        s.settimeout(self._timeout)
-        self.raw = s
-        return s
-
-    def getaddrinfo(self, host, port, *args):
-        key = (host, port)
-        if key not in self._dns:
-            self._dns[key] = socket.getaddrinfo(host, port, *args)  # once: an outage never waits on DNS
-        return self._dns[key]
+        self.stream.close()

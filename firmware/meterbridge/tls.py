@@ -1,25 +1,7 @@
-"""TLS for both umqtt.simple generations.
-
-micropython-lib's umqtt.simple 1.3.4 (the registry package) does `import ussl;
-ussl.wrap_socket(sock, **ssl_params)`; the newer one frozen into ESP32 builds calls
-`ssl.wrap_socket(sock, server_hostname=...)` on the SSLContext it was given as `ssl`. Passing an
-SSLContext as `ssl` and registering a `ussl` stand-in that forwards to it serves both.
-"""
+"""The SSLContext the MQTT link wraps its socket with (mqtt_link drives the handshake itself, without blocking)."""
 
 import ssl
-import sys
 from binascii import a2b_base64
-
-
-class _Ussl:
-    """The `ussl` module 1.3.4 imports, forwarding to one SSLContext."""
-
-    def __init__(self, context):
-        self._context = context
-
-    def wrap_socket(self, sock, server_hostname=None, **_):
-        return self._context.wrap_socket(sock, server_hostname=server_hostname)
-
 
 _MAX_FILE = 16384  # a CA chain of a few certificates; more would only cost the board its heap
 
@@ -70,6 +52,4 @@ def context(tls):
             ctx.load_cert_chain(cert, key)
         except (OSError, ValueError) as e:  # "invalid cert" or "invalid key"
             raise _refused(tls, "cert" if "cert" in str(e) else "key", e) from None
-    # also where a real ussl exists: its wrap_socket would not apply this context's CA and cert
-    sys.modules["ussl"] = _Ussl(ctx)
     return ctx

@@ -107,11 +107,13 @@ def firmware(platform, arch, build_dir):
             continue  # another platform's HAL: it imports modules this one lacks
         target = rel[:-3] + ".mpy"
         items.append(Item(target, _compile(src, out / target, rel, arch)))
-    umqtt = paths.LIB / "umqtt" / "simple.py"
-    if not umqtt.exists():
-        raise CommandError(f"{umqtt} missing: run `make setup`")
-    target = "lib/umqtt/simple.mpy"
-    items.append(Item(target, _compile(umqtt, out / target, "umqtt/simple.py", arch)))
+    # lib/ beside the meterbridge package: the package puts it ahead of the umqtt.simple frozen into the firmware
+    for name in ("simple", "pinned"):  # the pinned umqtt.simple, and the module naming its version
+        src = paths.LIB / "umqtt" / f"{name}.py"
+        if not src.exists():
+            raise CommandError(f"{src} missing: run `make setup`")
+        target = f"lib/umqtt/{name}.mpy"
+        items.append(Item(target, _compile(src, out / target, f"umqtt/{name}.py", arch)))
     return items
 
 

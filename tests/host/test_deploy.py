@@ -162,9 +162,9 @@ def read_until(proc, text, timeout=15):
     """proc's stderr up to the first line holding text (or the timeout)."""
     seen = ""
     end = time.monotonic() + timeout
-    while text not in seen and time.monotonic() < end:
-        if select.select([proc.stderr], [], [], 0.5)[0]:
-            seen += proc.stderr.readline()
+    while not (text in seen and seen.endswith("\n")) and time.monotonic() < end:
+        if select.select([proc.stderr], [], [], 0.5)[0]:  # raw reads: a buffered readline hides later lines
+            seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
     return seen
 
 
