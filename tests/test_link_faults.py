@@ -18,6 +18,8 @@ import pytest
 from fw import HERE
 from meterbridge import build, paths, procs
 
+STANDIN = paths.REPO / "tests" / "umqtt_standin"  # umqtt.simple 1.4.0 or 1.5.0+, as toolchain.md §6 describes them
+
 ANSWER_AFTER_S = 2.5  # when the broker starts answering (the dribbling one answers byte by byte from the start)
 DRIBBLE_S = 1.9  # one CONNACK byte this often
 HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -148,3 +150,22 @@ def test_the_loop_never_waits_on_a_broker_that_does_not_answer(broker, mode):
 
 def test_a_connack_dribbled_a_byte_every_two_seconds_blocks_nothing(broker):
     ride_out("dribble", broker, 4 * DRIBBLE_S + 3)
+
+
+@pytest.mark.parametrize("version", ["1.4.0", "1.5.0"])
+def test_a_newer_umqtt_imported_anyway_works_and_never_blocks(broker, version):
+    """An image without the pinned umqtt (here: the source tree, no lib/ beside the package) runs a newer one."""
+    path = os.pathsep.join([".frozen", str(paths.FIRMWARE), str(STANDIN)])
+    env = {"STANDIN_UMQTT": version, "STANDIN_UMQTT_BASE": str(paths.LIB / "umqtt" / "simple.py")}
+    log = ride_out("blackhole", broker, ANSWER_AFTER_S + 3, path, env)
+    assert f"umqtt.simple of unknown version (not the pinned one) from {STANDIN}" in log
+
+
+def test_the_pinned_umqtt_wins_over_one_ahead_of_it_in_sys_path(broker):
+    """A board's sys.path is ['', '.frozen', '/lib']: a frozen umqtt.simple comes before the pinned one in lib/.
+    Here a newer one sits in the same place, ahead of the firmware and its lib/."""
+    root = build.firmware()
+    path = os.pathsep.join([".frozen", str(STANDIN), str(root), str(root / "lib")])
+    env = {"STANDIN_UMQTT": "1.5.0", "STANDIN_UMQTT_BASE": str(paths.LIB / "umqtt" / "simple.py")}
+    report, log = run_link(procs.free_port(), 1, path, env)
+    assert f"umqtt.simple 1.3.4 from {root / 'lib' / 'umqtt' / 'simple.mpy'}" in log, log

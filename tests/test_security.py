@@ -110,3 +110,16 @@ def test_insecure_tls_connects_and_warns_that_the_broker_is_not_checked(tmp_path
         assert PASSWORD not in log
     finally:
         b.stop()
+
+
+def test_a_wrong_password_is_reported_as_not_authorised(tmp_path, tls_broker):
+    # mosquitto answers a wrong password with CONNACK return code 5 (MQTT 3.1.1, 3.2.2.3), which umqtt.simple
+    # raised as a bare MQTTException(5,)
+    port, pki = tls_broker
+    b = _bridge(tmp_path, port, tls={"ca": str(pki["ca"])}, username=USER, password="not-" + PASSWORD)
+    try:
+        assert wait_until(lambda: "mqtt connect failed" in b.firmware_log(), 15), b.firmware_log()
+        assert "broker refused the connection: not authorised (CONNACK 5)" in b.firmware_log()
+        assert b.alive()
+    finally:
+        b.stop()
