@@ -60,7 +60,8 @@ class Meter:
             request = os.read(self.master, 512)
             while len(request) < self._length(request) and select.select([self.master], [], [], 1)[0]:
                 request += os.read(self.master, 512)
-            due = first_us + len(request) * self.char_us + self.turnaround_us
+            # the first byte arrived as its stop bit ended: the last one's ends (n - 1) characters later
+            due = first_us + (len(request) - 1) * self.char_us + self.turnaround_us
             time.sleep(max(due - time.monotonic_ns() // 1000 - 1000, 0) / 1e6)  # leave the CPU to the HAL
             while time.monotonic_ns() // 1000 < due:
                 pass

@@ -18,7 +18,7 @@ board they are scheduled and run between bytecodes, and while the REPL waits for
 The UART keeps the board's timing (ports/esp32/machine_uart.c, ESP-IDF uart driver): bytes leave one
 after another at the baud rate and framing, a write returns once its bytes fit in the TX ring buffer plus
 the 128-byte hardware FIFO (it blocks while they do not), and txdone() is true only once the last stop bit
-of everything written is out. The bytes reach the pty at once; the far end times them from the first.
+of everything written is out. A transmitter thread puts each byte on the pty when its stop bit has gone out.
 """
 
 import _thread
@@ -150,6 +150,10 @@ class UART:
         self._rx = bytearray()
         self._tx_end = time.ticks_us()
         self._tx_room = txbuf + _HW_FIFO
+        self._out = []  # (ticks_us its stop bit ends, byte), oldest first: the bytes still on their way out
+        self._out_lock = _thread.allocate_lock()
+        self._open = True
+        _thread.start_new_thread(self._shift_out, ())
         de = os.getenv(f"STANDIN_UART{id}_DE")
         self._de = int(de) if de else None
         if self._de is not None:
@@ -177,8 +181,29 @@ class UART:
         self._tx_end = time.ticks_add(start, self._wire_us(len(mv)))
         de = None if self._de is None else _levels.get(self._de, 0)
         FRAMES.append((self.id, start, self._tx_end, bytes(mv), de))
-        self._f.write(mv)
+        char_us = self._wire_us(1)
+        with self._out_lock:
+            for i, b in enumerate(mv):
+                self._out.append((time.ticks_add(start, (i + 1) * char_us), b))
         return len(mv)
+
+    def _shift_out(self):
+        """The transmitter: each byte reaches the wire (the pty) once its stop bit has gone out."""
+        while self._open:
+            now = time.ticks_us()
+            with self._out_lock:
+                n = 0
+                while n < len(self._out) and time.ticks_diff(now, self._out[n][0]) >= 0:
+                    n += 1
+                due = bytes(b for _, b in self._out[:n])
+                del self._out[:n]
+                wait = time.ticks_diff(self._out[0][0], now) if self._out else 1000
+            if due:
+                try:
+                    self._f.write(due)
+                except OSError:
+                    return  # closed meanwhile
+            time.sleep_us(max(min(wait, 1000), 20))
 
     def txdone(self):
         return time.ticks_diff(time.ticks_us(), self._tx_end) >= 0
@@ -221,6 +246,8 @@ class UART:
         return None if n is None else bytes(buf[:n])
 
     def deinit(self):
+        self._open = False
+        time.sleep_ms(3)  # the transmitter thread sees it
         self._f.close()
 
 
