@@ -11,9 +11,10 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
-from conftest import Bridge
+from conftest import Bridge, wait_until
 from meterbridge.everest import API, dump
 from tcpproxy import Proxy
+from test_ocmf import IDENT, kwh, served, start_signing, verified
 
 
 def _paho(port):
@@ -95,3 +96,122 @@ def test_retained_requests_are_ignored_and_logged_once(tmp_path, broker):
         pub.disconnect()
         pub.loop_stop()
         b.stop()
+
+
+def test_long_tariff_texts_get_not_supported_from_a_meter_that_cannot_sign(bridge):
+    b = bridge()
+    with b.everest() as ev:  # EvseManager copies tariff_text unchecked; its type allows 250 characters
+        for text in ("T" * 300, "€" * 250):
+            r = ev.start_transaction(str(uuid.uuid4()), evse_id="DE*PNX*E12345*1", identification_type="ISO14443",
+                                     identification_data="04A2B3C4D5E680", tariff_text=text)
+            assert r["status"] == "NOT_SUPPORTED", (len(ev.last_reply.raw), r)
+        assert len(dump({"tariff_text": "€" * 250})) > 512  # read only as far as replyTo, answered all the same
+
+
+def test_a_burst_of_starts_is_answered_in_full(bridge):
+    b = bridge()
+    with b.everest() as ev:
+        topics = [_reply_topic("pm1") for _ in range(300)]
+        for i, reply_to in enumerate(topics):
+            ev.publish_raw("start_transaction", _start_envelope(reply_to, f"burst-{i}"))
+        want = {t.split("/m2e/")[1] for t in topics}
+        assert wait_until(lambda: want <= {m.topic for m in ev.messages()}, 30), "every start is answered"
+        assert {m.value["status"] for m in ev.messages() if m.topic in want} == {"NOT_SUPPORTED"}
+    assert b.alive()
+
+
+def test_reply_to_that_the_broker_would_refuse_or_that_is_our_own_topic_is_never_published_to(bridge):
+    b = bridge()
+    base = f"{API}pm1/"
+    bad = [base + "m2e/reply/\\u0000x", base + "m2e/reply/\\ud800", base + "m2e/reply/\\u0085",
+           base + "m2e/powermeter_values", base + "e2m/start_transaction", base + "m2e/communication_check"]
+    with b.everest() as ev:
+        for reply_to in bad:  # written as JSON escapes, as a hostile client would
+            body = b'{"headers":{"replyTo":"' + reply_to.encode() + b'"},"payload":{"transaction_id":"x"}}'
+            ev.publish_raw("start_transaction", body)
+            time.sleep(0.3)
+        mark = ev.mark()
+        assert ev.start_transaction("after")["status"] == "NOT_SUPPORTED"
+        ev.wait_for("powermeter_values", start=mark)
+        values = [m for m in ev.messages("powermeter_values") if b"status" in m.raw]
+        assert values == [], "no reply went onto the values topic"
+    log = b.firmware_log()
+    assert log.count("mqtt connected") == 1, "the broker never dropped the bridge for a malformed topic:\n" + log
+    assert "own topic" in log
+
+
+def test_communication_check_stops_within_5_s_whatever_the_period(bridge):
+    b = bridge(period_ms=20000)
+    with b.everest() as ev:
+        ev.wait_for("powermeter_values", timeout=10)
+        mark = ev.mark()
+        ev.wait_for("communication_check", start=mark)
+        b.toggle_meter()
+        silenced = time.time()
+        time.sleep(8)
+        late = [m for m in ev.messages("communication_check") if m.received > silenced + 5]
+        assert late == [], "communication_check went on after the meter fell silent"
+        b.toggle_meter()
+        ev.wait_for("communication_check", timeout=10, start=ev.mark())
+    assert b.alive()
+
+
+def test_without_clock_no_communication_check_and_the_reason_is_told(tmp_path, broker, monkeypatch):
+    monkeypatch.setenv("MB_CLOCK_UNSET", "1")
+    b = Bridge(tmp_path / "b", broker)
+    b.dir.mkdir()
+    try:
+        b.start()
+        with b.everest() as ev:
+            time.sleep(4)
+            assert ev.messages("communication_check") == [] and ev.messages("powermeter_values") == []
+        _wait_status(broker, b.config["broker"]["client_id"], b"online; pm1: no clock (NTP): values withheld")
+        assert "no communication_check: pm1: no clock" in b.firmware_log()
+    finally:
+        b.stop()
+
+
+def test_the_key_is_retained_and_sent_again_when_everest_restarts(bridge, tmp_path):
+    b = start_signing(bridge, tmp_path)
+    key = f'"{b.pubkey}"'.encode()
+    with b.everest() as late:  # subscribed after the firmware published it: the retained copy arrives
+        assert late.wait_for("public_key_ocmf", timeout=10).raw == key
+        mark = late.mark()
+        late.start_heartbeat(0.2)  # EVerest started again: its counter counts from 0
+        assert late.wait_for("public_key_ocmf", timeout=10, start=mark).raw == key
+        time.sleep(1)  # counting on from 0 is no restart
+        mark = late.mark()
+        time.sleep(1.5)
+        assert late.messages("public_key_ocmf")[-1].seq < mark, "the key goes out again only on a restart"
+        late.ready_beacon()  # an API module is up
+        assert late.wait_for("public_key_ocmf", timeout=10, start=mark).raw == key
+
+
+def test_a_repeated_start_keeps_the_meters_transaction(bridge, tmp_path):
+    b = start_signing(bridge, tmp_path, sim_args=("--update-ms", "200"))
+    with b.everest() as ev:
+        t0 = time.time()
+        assert ev.start_transaction("tx-rep", **IDENT) == {"status": "OK"}
+        t1 = time.time()
+        time.sleep(2)  # the counter moves on
+        t2 = time.time()
+        assert ev.start_transaction("tx-rep", **IDENT) == {"status": "OK"}, "answered as the first one was"
+        t3 = time.time()
+        time.sleep(1)
+        r = ev.stop_transaction("tx-rep")
+    begin, _ = verified(r["signed_meter_value"], b.pubkey)["RD"]
+    assert kwh(begin) in served(b, t0, t1), "the record covers the whole transaction, from the first start"
+    assert kwh(begin) not in served(b, t2, t3)
+
+
+def test_a_signing_meter_answers_every_request_of_a_burst(bridge, tmp_path):
+    b = start_signing(bridge, tmp_path)
+    with b.everest() as ev:
+        topics = [_reply_topic("pm1") for _ in range(30)]
+        for i, reply_to in enumerate(topics):
+            ev.publish_raw("stop_transaction", dump({"headers": {"replyTo": reply_to}, "payload": f"none-{i}"}))
+        want = {t.split("/m2e/")[1] for t in topics}
+        assert wait_until(lambda: want <= {m.topic for m in ev.messages()}, 30), "every request is answered"
+        errors = [m.value["error"] for m in ev.messages() if m.topic in want]
+        assert all("no open transaction" in e or "busy" in e for e in errors), errors
+        assert any("busy" in e for e in errors), "more than the queue holds: the rest told so at once"
