@@ -37,12 +37,13 @@ print(board.report(sent)[:-1] + ', "started": %%d, "before": %%d, "bare": %%d}' 
 
 
 def _work(work, profile):
-    """work/: fw/ (plain bytecode .mpy: no -march, loadable on every port), board.mpy, profiles/, config."""
+    """work/: fw/ (plain bytecode .mpy: no -march, loadable on every port, and the profile), the bench's
+    modules, config.json."""
     work.mkdir(parents=True, exist_ok=True)
     build.firmware(work / "fw")  # no arch: bytecode only, the .mpy both ports load
-    shutil.rmtree(work / "fw" / "profiles", ignore_errors=True)
-    (work / "profiles").mkdir(exist_ok=True)
-    shutil.copyfile(paths.PROFILES / f"{profile}.json", work / "profiles" / f"{profile}.json")
+    for other in (work / "fw" / "profiles").glob("*.json"):  # only the config's, as deploy copies
+        if other.stem != profile:
+            other.unlink()
     for name in ("board", "stubs", "stub_net", "halpkg"):
         subprocess.run([build.mpy_cross(), "-o", str(work / f"{name}.mpy"), "-s", f"{name}.py",
                         str(BENCH / "wasm" / f"{name}.py")], check=True)
