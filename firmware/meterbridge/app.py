@@ -64,7 +64,7 @@ class App:
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
             tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof, hal.epoch_ms, master, m["slave"])
-            mod = Module(Meter(m, prof, master, dataset), topics, tx, out)
+            mod = Module(Meter(m, prof, master, dataset, storage), topics, tx, out)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():
                 self._routes[topic] = (mod, kind)

@@ -1,4 +1,10 @@
-"""One meter on a bus: poll its plan, decode every field, keep the last good dataset and its age."""
+"""One meter on a bus: poll its plan, decode every field, keep the last good dataset and its age.
+
+A read the meter refuses although its profile allows it (exception 2 or 3, or silence while shorter
+reads are answered) is read in pieces in the same cycle by learn.py, and what the refusal teaches
+(a lower limit, or a hole in a bridged gap) goes into `read_limits`, saved to flash so the next start
+plans with it (profile.py).
+"""
 
 import time
 
@@ -10,6 +16,10 @@ from .modbus import rtu
 
 _OFFLINE_AFTER = const(2)  # failed cycles in a row before the meter counts as unreachable
 _FRESH_MS = const(4000)  # a meter is read at least every 2 s (app._PROBE_MS): older than this, it is silent
+# Modbus Application Protocol v1.1b3, section 7: what a slave answers to a read it will not serve
+_ILLEGAL_ADDRESS = const(2)  # a register it does not have (a hole)
+_ILLEGAL_VALUE = const(3)  # a count it does not accept (too long)
+_SILENT = const(4)  # no reply at all: learn.SILENT
 # Kinds of failed cycle, counted in Meter.errors in this order: the bus's (see _kind) and a dataset the
 # plausibility check refused.
 ERRORS = ("timeout", "crc", "exception", "garbage", "byte_count", "implausible")
@@ -48,9 +58,13 @@ class Dataset:
 
 
 class Meter:
-    """Reads one profile's plan from one slave; a cycle yields a whole dataset or nothing."""
+    """Reads one profile's plan from one slave; a cycle yields a whole dataset or nothing.
 
-    def __init__(self, cfg, profile, master, dataset):
+    read_limits: None, or what this meter taught (profile.py loads it from flash): {"profile", "slave", "max_read"
+    (registers per read, None while the profile's own holds), "holes" ([[first, last]] registers)}.
+    """
+
+    def __init__(self, cfg, profile, master, dataset, storage=None):
         self.module_id = cfg["module_id"]
         self.meter_id = cfg["meter_id"]
         self.slave = cfg["slave"]
@@ -67,6 +81,9 @@ class Meter:
         self.errors = [0] * len(ERRORS)  # failed cycles by kind, in ERRORS order
         self.last_error_kind = None  # a name from ERRORS
         self.last_error_ticks = 0  # ticks_ms of the last failed cycle (valid once last_error_kind is set)
+        self.read_limits = profile.read_limits
+        self.storage = storage  # where learn.py saves read_limits
+        self.heard = 0  # the cycle of the meter's last reply (a value or an exception); 0: it never replied
 
     def fresh(self):
         """True while the meter answers: online, and its last answer is recent (whatever period_ms)."""
@@ -92,8 +109,26 @@ class Meter:
         self.cycles += 1
         try:
             for i, (addr, count) in enumerate(p.reads):
-                await self.master.read(self.slave, p.fc, addr, count)
-                self._take(i)
+                why = 0  # 0: over what the meter taught since start-up, read in pieces straight away
+                taught = self.read_limits
+                if not taught or count <= (taught["max_read"] or rtu.MAX_READ) and not self.holed(addr, addr + count):
+                    try:
+                        await self.master.read(self.slave, p.fc, addr, count)
+                        self.heard = self.cycles
+                        self.take(i, 0, 2 * count)
+                        continue
+                    except rtu.ModbusExceptionReply as e:
+                        self.heard = self.cycles  # a refusal is an answer too
+                        if e.code not in (_ILLEGAL_ADDRESS, _ILLEGAL_VALUE):
+                            raise
+                        why = e.code
+                    except rtu.ModbusTimeout:
+                        if self.heard != self.cycles:  # silence is a limit only while shorter reads are answered
+                            raise
+                        why = _SILENT
+                from . import learn  # rarely needed: loaded the first time a read is refused
+
+                await learn.pieces(self, i, why)
         except rtu.ModbusError as e:
             self._failed(e, _kind(e))
             return False
@@ -110,25 +145,40 @@ class Meter:
         self._finish()
         return True
 
+    def holed(self, first, end):
+        """Whether registers first..end-1 touch a hole the meter taught."""
+        for lo, hi in self.read_limits["holes"]:
+            if lo < end and first <= hi:
+                return True
+        return False
+
     def _failed(self, e, kind):
         self.failures += 1
         self.errors[kind] += 1
         self.last_error_kind = ERRORS[kind]
         self.last_error_ticks = time.ticks_ms()
-        if self.failures >= _OFFLINE_AFTER and self.online:
+        if not self.heard:
+            if self.failures == 1:  # said once, plainly: nothing on the line has ever come from this slave
+                log(WARN, self.module_id, "slave %d has never answered (%s): check the wiring (A/B), slave id, baud "
+                    "and parity" % (self.slave, e))
+        elif self.failures >= _OFFLINE_AFTER and self.online:
             self.online = False
-            log(WARN, self.module_id, "meter unreachable:", e)
+            if not kind:  # ERRORS[0], a timeout: "unreachable" is for silence only
+                log(WARN, self.module_id, "meter unreachable:", e)
+            else:
+                log(WARN, self.module_id, "meter answers, but not usefully:", e)
 
-    def _take(self, i):
+    def take(self, i, skip, n):
+        """Decode the fields of plan read i whose bytes lie in this reply: bytes skip..skip+n of the read."""
         data = self.master.data()
         little = self.profile.little
         t = self.profile.fields
         for j in range(self.profile.count):
             at = j * FIELD_BYTES
-            if t[at + READ] == i:
-                self._raw[j] = decode.raw(data, t[at + OFFSET], t[at + TYPE], little)
-            if t[at + EXP_READ] == i:
-                e = decode.raw(data, t[at + EXP_OFFSET], decode.S16, False)
+            if t[at + READ] == i and skip <= t[at + OFFSET] < skip + n:
+                self._raw[j] = decode.raw(data, t[at + OFFSET] - skip, t[at + TYPE], little)
+            if t[at + EXP_READ] == i and skip <= t[at + EXP_OFFSET] < skip + n:
+                e = decode.raw(data, t[at + EXP_OFFSET] - skip, decode.S16, False)
                 self._exps[j] = e[0] if e else None
 
     def _check(self, now):

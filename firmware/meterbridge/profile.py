@@ -9,9 +9,12 @@ import json
 from micropython import const
 
 from . import decode, planner
+from .log import WARN, log
 from .meter import EXP10_BIAS, NO_EXP
 from .modbus.rtu import FC_READ_HOLDING, FC_READ_INPUT, MAX_READ
 from .powermeter import KEYS, OBJECTS
+
+LIMITS = "limits-%s.json"  # storage file of a meter's learned limits, by module_id (learn.py writes it)
 
 
 class ProfileError(ValueError):
@@ -35,7 +38,8 @@ _LIMITS = (10**11, 10**11, 3 * _VOLTS * _AMPS, _VOLTS, _AMPS, 100, 3 * _VOLTS * 
 class Profile:
     """A checked profile: name, fc, little (word order), max_read, reads, fields (the table meter.py
     describes), count (of fields), limits (largest |value| per Powermeter object), energy_reset (whether the
-    meter's energy counters can be reset, so may go down) and ocmf."""
+    meter's energy counters can be reset, so may go down), ocmf and read_limits (what the meter taught,
+    meter.Meter's read_limits)."""
 
 
 def _int(where, v, lo, hi):
@@ -62,8 +66,27 @@ def _field(name, spec):
     return OBJECTS.index(obj), KEYS.index(key), reg, kind, exp10, exp_reg
 
 
-def compile_profile(doc, baud=9600, parity="N"):
-    """A Profile from a parsed profile document, with the read plan for this line speed."""
+def _read_limits(raw, name, slave):
+    """The limits a meter taught an earlier run (learn.py writes them), if they are for this profile and
+    slave and well formed; else None."""
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+        ok = (doc["profile"] == name and doc["slave"] == slave and isinstance(doc["holes"], list)
+              and all(type(a) is int and type(b) is int and 0 <= a <= b <= 65535 for a, b in doc["holes"])
+              and (doc["max_read"] is None or type(doc["max_read"]) is int and 1 <= doc["max_read"] <= MAX_READ))
+    except (ValueError, TypeError, KeyError, UnicodeError):
+        ok = False
+    if not ok:
+        log(WARN, "learned limits of another profile or slave, or unreadable: ignored", raw[:80])
+        return None
+    return doc
+
+
+def compile_profile(doc, baud=9600, parity="N", learned=None, slave=1):
+    """A Profile from a parsed profile document, with the read plan for this line speed and the limits a
+    meter taught (learned: the bytes meter.py saved, or None)."""
     if not isinstance(doc, dict):
         raise ProfileError("profile: must be a JSON object")
     p = Profile()
@@ -90,10 +113,21 @@ def compile_profile(doc, baud=9600, parity="N"):
         spans.append((reg, reg + decode.width(kind)))
         if exp_reg is not None:
             spans.append((exp_reg, exp_reg + 1))
-    try:
-        p.reads = planner.plan(spans, p.max_read, holes, baud, planner.char_bits(parity))
-    except ValueError as e:
-        raise ProfileError("holes/max_read: " + str(e)) from None
+    p.read_limits = taught = _read_limits(learned, p.name, slave)
+    bits = planner.char_bits(parity)
+    p.reads = None
+    if taught:
+        try:
+            p.reads = planner.plan(spans, min(p.max_read, taught["max_read"] or MAX_READ), holes + taught["holes"],
+                                   baud, bits)
+        except ValueError:
+            log(WARN, "learned limits leave some registers unreadable: ignored", learned[:80])
+            p.read_limits = None
+    if p.reads is None:
+        try:
+            p.reads = planner.plan(spans, p.max_read, holes, baud, bits)
+        except ValueError as e:
+            raise ProfileError("holes/max_read: " + str(e)) from None
     table = bytearray()
     for obj, key, reg, kind, exp10, exp_reg in specs:
         read, offset = _locate(p.reads, reg)
@@ -145,8 +179,9 @@ def _locate(reads, reg):
     raise ProfileError("register %d not covered by the plan" % reg)
 
 
-def load(path, baud=9600, parity="N"):
-    """Read and check a profile file; ProfileError names the file, field and reason."""
+def load(path, baud=9600, parity="N", learned=None, slave=1):
+    """Read and check a profile file; ProfileError names the file, field and reason. learned: the meter's
+    limits file (bytes) learn.py wrote, or None."""
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -155,6 +190,6 @@ def load(path, baud=9600, parity="N"):
     except ValueError as e:
         raise ProfileError("%s: not valid JSON (%s)" % (path, e)) from None
     try:
-        return compile_profile(doc, baud, parity)
+        return compile_profile(doc, baud, parity, learned, slave)
     except ProfileError as e:
         raise ProfileError("%s: %s" % (path, e)) from None

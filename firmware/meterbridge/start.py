@@ -52,12 +52,14 @@ def _profiles(cfg):
     from . import profile
 
     profiles, buffers = [], []
+    storage = hal.Storage(cfg["storage"])  # where each meter's learned read limits are kept
     for m in cfg["meters"]:
         name = m["profile"]
         # a profile name from profiles/, or a path to a profile file of one's own
         m["profile_path"] = name if "/" in name else hal.profiles_dir() + "/" + name + ".json"
         try:
-            prof = profile.load(m["profile_path"], m["baud"], m["parity"])
+            learned = storage.read(profile.LIMITS % m["module_id"])
+            prof = profile.load(m["profile_path"], m["baud"], m["parity"], learned, m["slave"])
         except profile.ProfileError as e:
             _fatal("profile: " + str(e))
         gc.collect()

@@ -7,6 +7,7 @@ import signal
 import struct
 import subprocess
 import sys
+import termios
 import time
 import tty
 from decimal import Decimal
@@ -253,3 +254,37 @@ def test_user_errors(tmp_path, args):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
     assert done.returncode == 1 and done.stderr.startswith("meterbridge: ")
     assert not os.path.lexists(tmp_path / "m")
+
+
+def test_max_read_and_holes_play_a_meter_that_refuses_what_its_profile_allows(sim):
+    # Modbus Application Protocol v1.1b3 6.4/7: a register the slave does not have is 02, a quantity it
+    # will not serve 03; --over-max silent plays a meter that drops the request instead
+    s = sim("--profile", "eastron_sdm630_v2", "--max-read", "40", "--hole", "0x20..0x21")
+    assert len(s.ask(adu(1, 4, 0, 30), 65)[0]) == 65
+    assert s.ask(adu(1, 4, 0, 41), 5)[0] == adu(1, 0x84, 3, fmt=">BBB")
+    assert s.ask(adu(1, 4, 0x1E, 4), 5)[0] == adu(1, 0x84, 2, fmt=">BBB")
+    quiet = sim("--meter", "eastron_sdm630_v2:1,max-read=40,over-max=silent")
+    assert quiet.ask(adu(1, 4, 0, 41), 5, timeout=0.3)[0] == b""
+    assert len(quiet.ask(adu(1, 4, 0, 40), 85)[0]) == 85
+
+
+def test_a_meter_with_its_own_line_settings_hears_only_frames_at_them(sim):
+    s = sim("--meter", "eastron_sdm630_v2:1", "--meter", "eastron_sdm120:2,baud=19200,parity=E",
+            "--meter", "abb_b23:3,parity=O", "--baud", "9600")
+    attrs = termios.tcgetattr(s.fd)
+
+    def line(speed, cflag):
+        attrs[4] = attrs[5] = speed
+        attrs[2] = attrs[2] & ~(termios.PARENB | termios.PARODD) | cflag
+        termios.tcsetattr(s.fd, termios.TCSANOW, attrs)
+
+    line(termios.B9600, 0)
+    assert len(s.ask(adu(1, 4, 0, 2), 9)[0]) == 9
+    assert s.ask(adu(2, 4, 0, 2), 9, timeout=0.3)[0] == b"", "the 19200 meter does not decode 9600"
+    assert s.ask(adu(3, 3, 0x5000, 4), 13, timeout=0.3)[0] == b"", "the odd-parity meter does not hear 8N1"
+    line(termios.B19200, termios.PARENB)
+    assert len(s.ask(adu(2, 4, 0, 2), 9)[0]) == 9
+    assert s.ask(adu(1, 4, 0, 2), 9, timeout=0.3)[0] == b""
+    line(termios.B9600, termios.PARENB | termios.PARODD)
+    assert len(s.ask(adu(3, 3, 0x5000, 4), 13)[0]) == 13
+    assert s.ask(adu(1, 4, 0, 2), 9, timeout=0.3)[0] == b""

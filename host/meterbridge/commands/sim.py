@@ -23,10 +23,25 @@ meters:
   firmware/profiles/ or a path to a .json file) and a slave id (default: the profile's defaults.slave):
     --profile eastron_sdm630_v2 --slave 1                      one meter
     --meter eastron_sdm630_v2:1 --meter ./my_meter.json:2      several (may be mixed with --profile)
-  Registers outside the profile read 0; the profile's holes answer exception 2; reads of 0 or more
-  than max_read (at most 125) registers answer exception 3. FC3 and FC4 read the same table; FC6
-  and FC16 write it; other function codes answer exception 1. Slave id 0 (broadcast) writes every
-  meter and gets no reply.
+    --meter eastron_sdm72d_m_v2:3,max-read=40,over-max=silent  a meter's own settings after commas:
+        max-read=N, hole=A..B (repeatable), over-max=exception|silent, baud=B, parity=N|E|O
+  Registers outside the profile read 0. As the Modbus Application Protocol v1.1b3 (6.3/6.4, 7) has
+  it, a read touching a hole (the profile's, --hole's) answers exception 02 ILLEGAL DATA ADDRESS and
+  one of 0 or more than 125 registers exception 03 ILLEGAL DATA VALUE. A read of more than max_read
+  (the profile's, or --max-read) answers 03, or nothing with --over-max silent: real meters do both
+  (openWB/core PR #2890, esphome/issues#4627). FC16 writes keep to max_read too. FC3 and FC4 read the
+  same table; FC6 and FC16 write it; other function codes answer exception 1. Slave id 0
+  (broadcast) writes every meter and gets no reply. --max-read, --hole and --over-max apply to every
+  meter that does not set its own.
+
+line settings of each meter:
+  A meter given its own baud= or parity= answers only frames sent at its settings, as on a real
+  bus, where a frame at another baud or parity reaches a UART garbled and is dropped. Every meter is
+  then checked against the line the client set: on a pty the simulator reads the client's termios
+  (Linux keeps one per pty pair). Simplification: Linux's pty driver drops PARENB, so on a pty even
+  parity cannot be told from none; odd parity and the baud rate can. On --port the port's own
+  settings are the only ones heard. Without per-meter settings every frame is answered, whatever
+  the client set.
 
 timing:
   On --link the reply starts after the request's own wire time, t3.5 and 1 ms turnaround
@@ -73,8 +88,14 @@ def add_arguments(parser):
     meters = parser.add_argument_group("meters")
     meters.add_argument("--profile", metavar="NAME|FILE", help="profile of a single meter")
     meters.add_argument("--slave", type=int, metavar="ID", help="slave id of --profile")
-    meters.add_argument("--meter", action="append", default=[], metavar="PROFILE[:ID]",
+    meters.add_argument("--meter", action="append", default=[], metavar="PROFILE[:ID][,KEY=VALUE...]",
                         help="one more meter on the line (repeatable)")
+    meters.add_argument("--max-read", type=int, metavar="N",
+                        help="registers a read may have at most (default: the profile's max_read)")
+    meters.add_argument("--hole", action="append", default=[], type=_hole, metavar="A..B",
+                        help="registers A..B answer exception 02 (repeatable)")
+    meters.add_argument("--over-max", choices=("exception", "silent"), default="exception",
+                        help="a read over max_read: exception 03 (default) or no reply")
     line = parser.add_argument_group("line")
     where = line.add_mutually_exclusive_group(required=True)
     where.add_argument("--link", metavar="PATH", help="create a pty and symlink its slave end at PATH")
@@ -119,13 +140,16 @@ def run(args):
         key = load_key(args.key)
     except (OSError, ValueError, TypeError) as e:
         raise CommandError(f"--key: {e}") from e
-    for ref, slave in _meter_specs(args):
+    own_line = False
+    for ref, slave, opts in _meter_specs(args):
         try:
             profile = load_profile(ref)
             slave = profile.get("defaults", {}).get("slave", 1) if slave is None else slave
-            meter = Meter(profile, rng, key)
+            meter = Meter(profile, rng, key, opts.get("max-read", args.max_read), opts.get("hole", args.hole),
+                          opts.get("over-max", args.over_max), opts.get("baud"), opts.get("parity"))
         except (ProfileError, ValueError, ArithmeticError) as e:
             raise CommandError(e) from e
+        own_line = own_line or "baud" in opts or "parity" in opts
         if not 1 <= slave <= 247 or slave in meters:
             raise CommandError(f"slave id {slave}: must be 1..247 and used once")
         meters[slave] = meter
@@ -150,7 +174,7 @@ def run(args):
                 meter.power_cut()
 
         with Control(faults, power_cut) as control:  # before the link appears: an early signal cannot kill us
-            server = Server(meters, faults, truth, args.update_ms / 1000, control)
+            server = Server(meters, faults, truth, args.update_ms / 1000, control, own_line)
             link = _open_link(args, baud, parity)
             try:
                 server.serve(link, f"sim: serving {served} on {link.name} ({baud} 8{parity}1)")
@@ -170,13 +194,15 @@ def _announce_key(key_hex, path):
 
 
 def _meter_specs(args):
-    """(profile ref, slave id or None) for every meter asked for."""
+    """(profile ref, slave id or None, {option: value}) for every meter asked for."""
     specs = []
     for spec in args.meter:
+        spec, *options = spec.split(",")
         ref, _, slave = spec.rpartition(":")
-        specs.append((ref, int(slave)) if ref and slave.isdigit() else (spec, None))
+        ref, slave = (ref, int(slave)) if ref and slave.isdigit() else (spec, None)
+        specs.append((ref, slave, _meter_options(spec, options)))
     if args.profile:
-        specs.append((args.profile, args.slave))
+        specs.append((args.profile, args.slave, {}))
     elif args.slave is not None:
         raise CommandError("--slave belongs to --profile (use --meter PROFILE:ID for more meters)")
     if not specs:
@@ -190,6 +216,39 @@ def _open_link(args, baud, parity):
         return PtyLink(args.link, baud, parity) if args.link else SerialLink(args.port, baud, parity)
     except (OSError, serial.SerialException) as e:
         raise CommandError(f"cannot open the line: {e}") from e
+
+
+def _meter_options(spec, options):
+    """{max-read, hole, over-max, baud, parity} of a --meter's KEY=VALUE list."""
+    opts = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        try:
+            if key in ("max-read", "baud"):
+                opts[key] = int(value)
+                if opts[key] <= 0 or key == "max-read" and opts[key] > 125:
+                    raise ValueError(value)
+            elif key == "hole":
+                opts.setdefault("hole", []).append(_hole(value))
+            elif key in ("over-max", "parity") and value in (("exception", "silent") if key == "over-max" else "NEO"):
+                opts[key] = value
+            else:
+                raise ValueError(option)
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            raise CommandError(f"--meter {spec}: bad setting {option!r}") from e
+    return opts
+
+
+def _hole(text):
+    """argparse type: A..B, an inclusive register range."""
+    first, sep, last = text.partition("..")
+    try:
+        hole = [int(first, 0), int(last, 0)]
+    except ValueError:
+        hole = None
+    if not sep or hole is None or not 0 <= hole[0] <= hole[1] <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"{text} is not a register range A..B")
+    return hole
 
 
 def _rate(text):

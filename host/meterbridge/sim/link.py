@@ -1,6 +1,7 @@
 """Byte links for the simulator: a pty that keeps real wire timing, or a real serial port."""
 
 import os
+import termios
 import time
 import tty
 
@@ -17,11 +18,15 @@ def frame_gap(baud):
     return 38.5 / baud if baud <= 19200 else 0.00175
 
 
+# termios speed constant -> baud, for the speeds a pty's other end may set
+_SPEEDS = {getattr(termios, f"B{b}"): b for b in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)}
+
+
 class PtyLink:
     """A pty pair whose slave end is symlinked at path; bytes reach the master at the baud's pace."""
 
     def __init__(self, path, baud, parity):
-        self.name, self.baud = path, baud
+        self.name, self.baud, self.parity = path, baud, parity
         self.char = char_time(baud, parity)
         self._master, self._slave = os.openpty()  # holding the slave end keeps reads free of EIO
         tty.setraw(self._master)
@@ -39,19 +44,27 @@ class PtyLink:
         """Whatever bytes the master has written."""
         return os.read(self._master, 4096)
 
-    def rx_lag(self, size):
-        """Wire time of a size-byte request, which the pty delivered at once."""
-        return size * self.char
+    def line(self):
+        """(baud, parities) the other end set: Linux keeps one termios per pty pair, so the master reads the
+        speed the client chose; its pty driver drops PARENB (drivers/tty/pty.c, pty_set_termios) but keeps
+        PARODD, so odd parity shows and even cannot be told from none."""
+        attrs = termios.tcgetattr(self._master)
+        return _SPEEDS.get(attrs[4]), ("O",) if attrs[2] & termios.PARODD else ("N", "E")
 
-    def send(self, data, start):
+    def rx_lag(self, size, char=None):
+        """Wire time of a size-byte request (char: seconds a character), which the pty delivered at once."""
+        return size * (char or self.char)
+
+    def send(self, data, start, char=None):
         """Write data so byte i arrives when it would on a wire started at monotonic time start."""
+        char = char or self.char
         sent = 0
         while sent < len(data):
-            due = min(len(data), int((time.monotonic() - start) / self.char))
+            due = min(len(data), int((time.monotonic() - start) / char))
             if due > sent:
                 sent += os.write(self._master, data[sent:due])
             else:
-                time.sleep(max(0.0, start + (sent + 1) * self.char - time.monotonic()))
+                time.sleep(max(0.0, start + (sent + 1) * char - time.monotonic()))
 
     def close(self):
         """Close both ends and remove the symlink if it is still ours."""
@@ -65,7 +78,7 @@ class SerialLink:
     """A real serial port: the UART itself keeps the wire timing."""
 
     def __init__(self, port, baud, parity):
-        self.name, self.baud = port, baud
+        self.name, self.baud, self.parity = port, baud, parity
         self.char = char_time(baud, parity)
         self._port = serial.Serial(port, baud, parity=parity, timeout=0)
 
@@ -77,11 +90,15 @@ class SerialLink:
         """Whatever bytes have arrived."""
         return self._port.read(4096)
 
-    def rx_lag(self, size):
+    def line(self):
+        """(baud, parities) of the port: only meters at the port's own settings can hear it."""
+        return self.baud, (self.parity,)
+
+    def rx_lag(self, size, char=None):
         """Nothing to add: the request really took its wire time to arrive."""
         return 0.0
 
-    def send(self, data, start):
+    def send(self, data, start, char=None):
         """Write data at monotonic time start and wait until it has left the UART."""
         time.sleep(max(0.0, start - time.monotonic()))
         self._port.write(data)

@@ -7,7 +7,7 @@ import time
 from pymodbus.pdu import ExceptionResponse
 
 from .faults import DEVICE_FAILURE
-from .link import frame_gap
+from .link import char_time, frame_gap
 from .rtu import RtuFramer
 from .slave import respond
 
@@ -18,15 +18,17 @@ STALE = 0.05  # seconds of silence after which an incomplete frame is dropped (p
 class Server:
     """Serves meters (slave id -> Meter) with faults, logging the served values to truth."""
 
-    def __init__(self, meters, faults, truth, update_s, control):
+    def __init__(self, meters, faults, truth, update_s, control, check_line=False):
         self._meters, self._faults, self._truth = meters, faults, truth
+        # with meters at different line settings, each hears only frames sent at its own (see sim --help)
+        self._check_line = check_line
         self._update_s, self._control = update_s, control
         self._framer = RtuFramer()
         self._record()
 
     def serve(self, link, banner):
         """Print banner to stderr and answer on link until control says stop."""
-        self._link, self._gap = link, frame_gap(link.baud)
+        self._link = link
         print(banner, file=sys.stderr, flush=True)
         last_step = last_rx = time.monotonic()
         while not self._control.stop:
@@ -55,6 +57,10 @@ class Server:
         targets = [self._meters[slave]] if slave in self._meters else []
         if slave == 0:
             targets = list(self._meters.values())
+        baud, parity = self._link.baud, self._link.parity
+        if self._check_line:
+            heard, parities = self._link.line()
+            targets = [m for m in targets if (m.baud or baud) == heard and (m.parity or parity) in parities]
         if not targets or self._faults.silent(time.monotonic()):
             return
         if slave and self._faults.failure():  # a failing meter applies nothing
@@ -65,10 +71,12 @@ class Server:
                 reply = respond(meter.table, fc, request)
             if fc in (6, 16):
                 self._record()
-        if slave:
+        if slave and reply is not None:  # None: a read the meter leaves unanswered
+            baud = targets[0].baud or baud
+            char = char_time(baud, targets[0].parity or parity)
             frame = self._faults.mangle(self._framer.build(slave, reply))
-            start = received + self._link.rx_lag(size) + self._gap + TURNAROUND + self._faults.delay
-            self._link.send(frame, start)
+            start = received + self._link.rx_lag(size, char) + frame_gap(baud) + TURNAROUND + self._faults.delay
+            self._link.send(frame, start, char)
 
     def _record(self):
         """Append a truth line for each meter whose served values changed."""

@@ -16,13 +16,16 @@ _READS = {3: ReadHoldingRegistersResponse, 4: ReadInputRegistersResponse}
 
 
 def respond(table, fc, request):
-    """Apply request (None: pymodbus rejected its fields, e.g. a count over 125) to table; the reply PDU."""
+    """Apply request (None: pymodbus rejected its fields, e.g. a count over 125) to table; the reply PDU,
+    or None for a read the meter leaves unanswered."""
     if fc not in (3, 4, 6, 16):
         return ExceptionResponse(fc, ILLEGAL_FUNCTION)
     if request is None:
         return ExceptionResponse(fc, ILLEGAL_VALUE)
     if fc in _READS:
         words = table.read(request.address, request.count)
+        if words is None:
+            return None
         return ExceptionResponse(fc, words) if isinstance(words, int) else _READS[fc](registers=words)
     longest = min(MAX_WRITE, table.max_read)  # a meter's block limit holds for writes too (Iskra: pyiskra's 120)
     if fc == 16 and not (1 <= request.count <= longest and request.byte_count == 2 * request.count):

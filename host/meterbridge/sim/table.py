@@ -2,19 +2,25 @@
 
 from ..codec import MAX_READ, WIDTHS, decode_exact, encode
 
+# Modbus Application Protocol v1.1b3, 6.3/6.4 (the read state diagrams) and 7: a quantity outside 1..125
+# is exception 03 ILLEGAL DATA VALUE, a start address + quantity the slave does not have is 02 ILLEGAL DATA
+# ADDRESS. Real meters refuse reads over their own limit with 03, 02 (openWB/core PR #2890: an SDM) or
+# silence (esphome/issues#4627: an SDM72DM), so over_max picks the answer.
 ILLEGAL_ADDRESS = 2
 ILLEGAL_VALUE = 3
+SILENCE = None  # read(): no reply at all
 EXP_REG_VALUE = -1  # power of ten served in every exp_reg, so a firmware that ignores exp_reg is caught
 
 
 class RegisterTable:
     """Registers 0..65535 (0 unless written), with the profile's holes answering ILLEGAL ADDRESS."""
 
-    def __init__(self, profile):
+    def __init__(self, profile, max_read=None, holes=(), over_max="exception"):
         self.profile = profile
         self._order = profile["word_order"]
-        self._holes = [tuple(hole) for hole in profile.get("holes", [])]
-        self.max_read = profile.get("max_read", MAX_READ)
+        self._holes = [tuple(hole) for hole in [*profile.get("holes", []), *holes]]
+        self.max_read = max_read or profile.get("max_read", MAX_READ)
+        self._over_max = ILLEGAL_VALUE if over_max == "exception" else SILENCE
         self._words = {}
         self.on_write = None  # on_write(address, words) after each write: a signing meter's commands
 
@@ -37,9 +43,11 @@ class RegisterTable:
         return out
 
     def read(self, address, count):
-        """The words at address.. (count of them), or a Modbus exception code."""
-        if not 1 <= count <= self.max_read:
+        """The words at address.. (count of them), a Modbus exception code, or SILENCE."""
+        if not 1 <= count <= MAX_READ:
             return ILLEGAL_VALUE
+        if count > self.max_read:
+            return self._over_max
         if self._refused(address, count):
             return ILLEGAL_ADDRESS
         return self._get(address, count)
