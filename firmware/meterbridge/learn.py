@@ -29,7 +29,8 @@ async def pieces(m, i, why):
     a refused piece teaches a smaller limit or a hole and the rest is read again, in this cycle.
     why: how the whole read was refused (an exception code, SILENT), or 0 (not tried)."""
     addr, count = m.profile.reads[i]
-    if m.read_limits is None:
+    first = m.read_limits is None
+    if first:
         m.read_limits = {"profile": m.profile.name, "slave": m.slave, "max_read": None, "holes": []}
     lim = m.read_limits["max_read"] or rtu.MAX_READ
     holes = len(m.read_limits["holes"])
@@ -72,6 +73,8 @@ async def pieces(m, i, why):
             lim = _teach(m, i, start, end, code, lim)
     except rtu.ModbusError:
         del m.read_limits["holes"][holes:]
+        if first:
+            m.read_limits = None
         raise
     if not why:
         return

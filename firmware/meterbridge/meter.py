@@ -94,6 +94,8 @@ class Meter:
     async def probe(self):
         """One read of the plan between polls of a long period: a meter that stops answering shows at once."""
         addr, count = self.profile.reads[0]
+        if self.read_limits:
+            count = 1  # the meter refused some read: one register of a field is never refused
         try:
             await self.master.read(self.slave, self.profile.fc, addr, count)
         except rtu.ModbusError as e:
