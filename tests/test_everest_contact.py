@@ -8,13 +8,18 @@ a request sent while the link is down.
 import threading
 import time
 import uuid
+from decimal import Decimal
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from conftest import Bridge, wait_until
+from conftest import Bridge, flatten, wait_until
+from meterbridge import schema
 from meterbridge.everest import API, dump
 from tcpproxy import Proxy
 from test_ocmf import IDENT, kwh, served, start_signing, verified
+
+DC_PROFILE = Path(__file__).parent / "profiles" / "sim_dc_meter.json"  # a simulated DC meter, tests only
 
 
 def _paho(port):
@@ -215,3 +220,16 @@ def test_a_signing_meter_answers_every_request_of_a_burst(bridge, tmp_path):
         errors = [m.value["error"] for m in ev.messages() if m.topic in want]
         assert all("no open transaction" in e or "busy" in e for e in errors), errors
         assert any("busy" in e for e in errors), "more than the queue holds: the rest told so at once"
+
+
+def test_a_dc_meter_publishes_voltage_and_current_as_dc(bridge):
+    # EvseManager's DC plausibility check reads voltage_V.DC; the Powermeter type has voltage_V.DC, current_A.DC
+    b = bridge(profile=str(DC_PROFILE), sim_args=("--update-ms", "2000"))
+    with b.everest() as ev:
+        msg = ev.wait_for("powermeter_values", timeout=10)
+    assert schema.errors("Powermeter", msg.value) == []
+    flat = flatten(msg.value)
+    assert set(flat) == {"energy_Wh_import.total", "power_W.total", "voltage_V.DC", "current_A.DC"}
+    truth = [rec for _, rec in b.truth()]
+    assert any(abs(flat["voltage_V.DC"] - rec["voltage_V.DC"]) < Decimal("0.001") for rec in truth)
+    assert any(abs(flat["current_A.DC"] - rec["current_A.DC"]) < Decimal("0.001") for rec in truth)

@@ -10,7 +10,7 @@ _PER_KEY = const(9)  # ,"total": at most, before each number
 
 # powermeter.yaml's Powermeter object and units.yaml's keys, in the order they are published
 OBJECTS = ("energy_Wh_import", "energy_Wh_export", "power_W", "voltage_V", "current_A", "frequency_Hz", "VAR")
-KEYS = ("total", "L1", "L2", "L3", "N")
+KEYS = ("total", "L1", "L2", "L3", "N", "DC")  # DC: a DC meter's voltage_V and current_A (units.yaml)
 _IMPORT = const(0)  # energy_Wh_import: EVerest requires its total
 # units.yaml: Energy, Power and ReactivePower require "total"; Frequency requires "L1"
 _REQUIRED = b"\x00\x00\x00\xff\xff\x01\x00"  # per object: index into KEYS, or _ANY

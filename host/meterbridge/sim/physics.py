@@ -2,6 +2,7 @@
 
 PHASES = ("L1", "L2", "L3")
 MAX_AMPS = 32.0
+DC_VOLTS = 400.0  # a DC link voltage of a charger's power stage
 STEPS_A = (0.0, 6.0, 10.0, 13.0, 16.0, 20.0, 25.0, 32.0)
 
 
@@ -47,6 +48,9 @@ class ThreePhase:
             out[f"energy_Wh_export.{phase}"] = self.exported[n]
         for quantity in ("power_W", "VAR", "energy_Wh_import", "energy_Wh_export"):
             out[f"{quantity}.total"] = sum(out[f"{quantity}.{phase}"] for phase in PHASES)
+        # a DC meter behind the charger's rectifier sees the same power on its DC link
+        out["voltage_V.DC"] = DC_VOLTS * self.volts[0] / 230
+        out["current_A.DC"] = out["power_W.total"] / out["voltage_V.DC"]
         return out
 
     def _neutral(self):
