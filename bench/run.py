@@ -15,6 +15,7 @@ import latency
 import rate
 import size
 import startup
+import update
 import wasm32
 from table import failed, render
 
@@ -62,6 +63,7 @@ def sections(work, port, quick):
         ("heap 64k", lambda: heap.rows(work / "heap64", port, "64k", seconds=secs, required=False)),
         ("heap 100k", lambda: heap.rows(work / "heap100", port, "100k", seconds=secs)),
         ("heap 32-bit", lambda: wasm32.rows(work / "wasm32", seconds=secs)),
+        ("update", lambda: update.rows(work / "update", port)),
         ("size", size.rows),
         ("wire", lambda: _wire(quick)),
     ]

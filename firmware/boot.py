@@ -9,6 +9,8 @@ free for mpremote. It is entered when:
 - the board's button (board.json) is held while the board starts.
 After a soft reset (Ctrl-D, mpremote) a watchdog started by the bridge is fed from machine.Timer(0)
 until the bridge starts again, so the REPL stays up.
+Then slots.py (never updated over the air) picks the code slot and config: a new version on trial, or
+the committed one, and rolls back a trial that ended before it committed.
 This file is self-contained on purpose: it must work even when the meterbridge package is broken.
 """
 

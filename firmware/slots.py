@@ -106,7 +106,7 @@ def _arm(ms):
     try:
         from machine import Timer
 
-        Timer(0).init(mode=Timer.ONE_SHOT, period=ms, callback=_expire)
+        Timer(1).init(mode=Timer.ONE_SHOT, period=ms, callback=_expire)  # Timer(0) is boot.py's watchdog feeder
     except (ImportError, AttributeError):
         import _thread
         import time

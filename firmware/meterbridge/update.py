@@ -92,6 +92,7 @@ class Transfer:
         self.dir = staging
         self.off = 0
         self.files = 0
+        self.low = gc.mem_free()  # the free heap at its lowest while chunks arrived (each after a collection)
         self._m = None  # the manifest, read line by line once it is whole
         self._open("MANIFEST", req["size"], req["sha256"])
 
@@ -158,6 +159,7 @@ class Transfer:
 
     def take(self, app, msg, oversize):
         """One data message; True once the stream ended whole."""
+        self.low = min(self.low, gc.mem_free())  # app._on_update collected just before
         off = int.from_bytes(bytes(msg[:4]), "big")
         if oversize or off > self.off:  # a chunk went missing (or was cut): ask for the stream from there
             say(app, want=self.off)
@@ -193,7 +195,7 @@ def handle(app, kind, msg, oversize):
         elif _t.take(app, msg, oversize):  # the stream is whole: switch to it
             t, _t = _t, None
             try:
-                _part("update_switch").switch(app, t.req, t.dir, t.files)  # resets the board
+                _part("update_switch").switch(app, t.req, t.dir, t.files, t.low)  # resets the board
             except Refused:
                 rmtree(t.dir)
                 raise

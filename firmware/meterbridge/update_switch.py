@@ -25,7 +25,7 @@ def _check_config(path):
         raise Refused("config: update_key: missing (the board could not be updated any more)")
 
 
-def switch(app, req, staging, files):
+def switch(app, req, staging, files, low):
     """The whole update is on flash in staging: make it the trial and reset into it."""
     run = slots.running
     code, config = run["code"], run["config"]
@@ -42,5 +42,5 @@ def switch(app, req, staging, files):
     st["last"] = req["version"]
     slots.write(st)  # the switch: one atomic rename
     log(INFO, "update to version", req["version"], "received (%d files); resetting into it" % files)
-    say(app, re="data", version=req["version"], state="switching")
+    say(app, re="data", version=req["version"], state="switching", heap_floor=low)
     slots.reset()

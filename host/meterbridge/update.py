@@ -121,7 +121,7 @@ class Board:
         return self._reply("hello")
 
     def send(self, kind, files, version, health_s=60, deadline_s=180, progress=None):
-        """Stream an update; returns when the board switches to it (it resets into a trial then)."""
+        """Stream an update; returns the board's `switching` reply (it resets into a trial then)."""
         info = self.hello()
         man = build.manifest(files)
         stream = man + b"".join(data for _, data in sorted(files.items()))
@@ -129,7 +129,7 @@ class Board:
         self.command(kind, version=version, size=len(man), sha256=hashlib.sha256(man).hexdigest(), total=total,
                      health_s=health_s, deadline_s=deadline_s)
         self._reply("cmd")
-        self._stream(stream, info["chunk"], progress)
+        return self._stream(stream, info["chunk"], progress)
 
     def _stream(self, stream, chunk, progress):
         total = len(stream)

@@ -15,6 +15,9 @@ def add_arguments(parser):
                       help="run the .py sources instead of compiled .mpy")
     form.add_argument("--rom", dest="form", action="store_const", const="rom",
                       help="run the .mpy in place from a ROMFS image, as a board with a ROMFS partition does")
+    form.add_argument("--board", dest="form", action="store_const", const="board",
+                      help="run the .mpy as a board boots them: the config's directory is its flash (update slots, "
+                           "resets), so `meterbridge update` works against it; the config must be named config.json")
 
 
 def run(args):
