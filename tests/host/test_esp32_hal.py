@@ -94,10 +94,10 @@ def run_code(code, tmp_path, env=None, check=True):
     return micropython([str(script)], env, cwd=tmp_path, check=check)
 
 
-def probe_bus(baud, parity, count, de=4, words=0, block_ms=0):
+def probe_bus(baud, parity, count, de=4, words=0, block_ms=0, env=None):
     bits = 10 if parity == "N" else 11
     with Meter(baud, bits) as meter:
-        env = {"STANDIN_UART1": meter.path}
+        env = {"STANDIN_UART1": meter.path, **(env or {})}
         if de is not None:
             env["STANDIN_UART1_DE"] = str(de)
         out = micropython([str(REPO / "tests" / "esp32" / "de_probe.py"), str(baud), parity, str(count),
@@ -137,6 +137,13 @@ def test_de_is_released_after_the_last_stop_bit_and_before_the_reply(baud, parit
         if timely(seen, meter, baud, parity):
             return
     pytest.fail(f"DE still high when the meter answered: {seen}")
+
+
+def test_a_txdone_that_is_true_before_the_fifo_fills_does_not_end_the_frame_early():
+    """txdone() is trusted only from one character before the computed end of the frame."""
+    seen, _ = probe_bus(9600, "N", 3, env={"STANDIN_TXDONE_GAP_US": "2000"})
+    for (_, released, end, _) in seen["releases"]:
+        assert released >= end, "DE released before the last stop bit left"
 
 
 def test_a_task_that_blocks_for_50_ms_during_a_long_frame_cannot_keep_de_on():

@@ -66,10 +66,15 @@ class Bus:
         try:
             uart.write(buf, n)
             # UART.txdone() (MicroPython >= 1.20): TX FIFO empty and the transmitter idle, i.e. the last
-            # stop bit is out (ports/esp32/machine_uart.c: uart_wait_tx_done with no wait)
-            limit = time.ticks_add(time.ticks_us(), n * self._char_us + _SLACK_US)
-            while not uart.txdone() and time.ticks_diff(limit, time.ticks_us()) > 0:
-                pass
+            # stop bit is out (ports/esp32/machine_uart.c: uart_wait_tx_done with no wait). Trusted only
+            # from one character before the computed end: the ring buffer feeds the FIFO from an interrupt,
+            # so an idle transmitter in between must not end the frame early.
+            now = time.ticks_us()
+            earliest = time.ticks_add(now, (n - 1) * self._char_us)
+            limit = time.ticks_add(now, n * self._char_us + _SLACK_US)
+            while time.ticks_diff(limit, time.ticks_us()) > 0:
+                if uart.txdone() and time.ticks_diff(time.ticks_us(), earliest) >= 0:
+                    break
         finally:  # Ctrl-C in the middle must not leave the driver on
             de.value(0)
 

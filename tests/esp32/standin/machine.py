@@ -8,7 +8,8 @@ Wiring comes from the environment: STANDIN_UART<id>=<pty path>, STANDIN_UART<id>
 STANDIN_PIN<gpio>=<input level>, STANDIN_RESET_CAUSE=<PWRON_RESET|WDT_RESET|...>,
 STANDIN_RTC=set (the RTC kept a valid time over the reset; else it starts at 2000-01-01),
 STANDIN_RTC_MEMORY=<bytes> (RTC.memory() kept over a soft reset), STANDIN_WDT=<timeout ms> (a watchdog
-started before a soft reset: it still runs).
+started before a soft reset: it still runs), STANDIN_TXDONE_GAP_US=<us> (txdone() also true that long after
+each write, as if the TX FIFO were read before the interrupt fills it from the ring buffer).
 
 The watchdog resets the "board" as the chip's does (docs: machine.WDT; ports/esp32/machine_wdt.c): not
 fed within its timeout, it ends the process from a thread, whatever the program is doing; it cannot be
@@ -150,6 +151,8 @@ class UART:
         self._rx = bytearray()
         self._tx_end = time.ticks_us()
         self._tx_room = txbuf + _HW_FIFO
+        self._written = time.ticks_us()
+        self._gap_us = int(os.getenv("STANDIN_TXDONE_GAP_US") or 0)
         self._out = []  # (ticks_us its stop bit ends, byte), oldest first: the bytes still on their way out
         self._out_lock = _thread.allocate_lock()
         self._open = True
@@ -181,6 +184,7 @@ class UART:
         self._tx_end = time.ticks_add(start, self._wire_us(len(mv)))
         de = None if self._de is None else _levels.get(self._de, 0)
         FRAMES.append((self.id, start, self._tx_end, bytes(mv), de))
+        self._written = time.ticks_us()
         char_us = self._wire_us(1)
         with self._out_lock:
             for i, b in enumerate(mv):
@@ -206,6 +210,8 @@ class UART:
             time.sleep_us(max(min(wait, 1000), 20))
 
     def txdone(self):
+        if time.ticks_diff(time.ticks_us(), self._written) < self._gap_us:
+            return True  # STANDIN_TXDONE_GAP_US: the FIFO still empty, the interrupt not yet refilling it
         return time.ticks_diff(time.ticks_us(), self._tx_end) >= 0
 
     def flush(self):
