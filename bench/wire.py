@@ -8,6 +8,9 @@ minimum      computed for the same reads, what the line itself needs against thi
              turnaround. No master can poll these reads faster.
 per quantity computed by the same rule for one read per field (and per exponent register), as EVerest's
              GenericPowermeter, mbmd and Tasmota poll.
+learning     a simulated SDM630 that refuses reads over LEARN_LIMIT registers (exception 03, or no reply), polled
+             with a storage directory and then again by a fresh run: the cycles lost before the first whole dataset,
+             the learning cycle's time against a learned one, and whether the restart is refused anything.
 """
 
 import argparse
@@ -54,21 +57,53 @@ def _wait_serving(sim, log, timeout=15.0):
         time.sleep(0.02)
 
 
-def measure(workdir, name, baud, cycles):
-    """fw_cycle.py's result for `cycles` back-to-back polls of a simulated `name` at `baud`."""
+def measure(workdir, name, baud, cycles, sim_args=(), state=None, runs=1):
+    """fw_cycle.py's results for `cycles` back-to-back polls of a simulated `name` at `baud`, `runs` times
+    (a restart each; with `state` the meter keeps what it learns there)."""
     slave = load_profile(name).get("defaults", {}).get("slave", 1)
     link, log = workdir / f"{name}-{baud}", workdir / f"{name}-{baud}.log"
     sim = procs.start_sim(["--profile", name, "--slave", str(slave), "--baud", str(baud), "--parity", "N",
-                           "--link", str(link)], log=open(log, "wb"))
+                           "--link", str(link), *sim_args], log=open(log, "wb"))
     try:
         _wait_serving(sim, log)
         cmd, env = procs.firmware_command(link)
         args = [link, baud, "N", PROFILE_DIR / f"{name}.json", slave, cycles, TIMEOUT_MS, RETRIES]
-        out = subprocess.run(cmd[:-2] + [str(BENCH / "fw_cycle.py"), *map(str, args)], env=env,
-                             capture_output=True, text=True, timeout=120, check=True).stdout
+        args += [state] if state else []
+        out = [json.loads(subprocess.run(cmd[:-2] + [str(BENCH / "fw_cycle.py"), *map(str, args)], env=env,
+                                         capture_output=True, text=True, timeout=120, check=True).stdout)
+               for _ in range(runs)]
     finally:
         procs.stop(sim)
-    return json.loads(out)
+    return out[0] if runs == 1 else out
+
+
+LEARN_LIMIT = 40  # a simulated SDM630 that refuses reads over 40 registers (its plan reads 76 at once)
+
+
+def learning_rows(workdir, cycles=6):
+    """What learning a read limit costs: cycles until the first whole dataset, that cycle's wire time against
+    a cycle once learned, and whether a restart with the saved limit is refused anything again."""
+    out = []
+    for over in ("exception", "silent"):
+        state = workdir / f"learn-{over}"
+        first, again = measure(workdir, SDM630, 9600, cycles, ("--max-read", str(LEARN_LIMIT), "--over-max", over),
+                               state, runs=2)
+        lost = first["oks"].index(True) if True in first["oks"] else len(first["oks"])
+        learning, learned = first["us"][lost] if lost < cycles else 0, statistics.median(first["us"][lost + 1 :])
+        planned = len(again["oks"]) * len(again["reads"])  # requests if nothing is refused or split
+        refused_again = again["stats"][0] != planned or not all(again["oks"])
+        answer = "exception 03" if over == "exception" else "no reply"
+        out.append(row(f"learning a {LEARN_LIMIT}-register limit (SDM630 @ 9600, {answer} over it): cycles lost",
+                       str(lost), "0: the refused read is split in the same cycle", None, "0", lost == 0))
+        out.append(row(f"learning a {LEARN_LIMIT}-register limit ({answer}): the learning cycle",
+                       f"{learning / 1000:.1f} ms", f"a cycle once learned {learned / 1000:.1f} ms", learning / learned,
+                       "—", None))
+        out.append(row(f"learning a {LEARN_LIMIT}-register limit ({answer}): after a restart",
+                       f"{again['ok']} of {len(again['oks'])} cycles whole in {again['stats'][0]} requests",
+                       f"{planned} planned: reads of {[n for _, n in again['reads']]} registers from the saved "
+                       f"max_read {(again['learned'] or {}).get('max_read')}", None,
+                       "nothing refused", not refused_again))
+    return out
 
 
 def _profile_rows(name, baud, got):
@@ -103,6 +138,7 @@ def rows(quick=False):
         for name in names:
             for baud in BAUDS:
                 out += _profile_rows(name, baud, measure(Path(tmp), name, baud, 4 if quick else 12))
+        out += learning_rows(Path(tmp))
     return out
 
 
