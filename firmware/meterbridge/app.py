@@ -25,6 +25,7 @@ _NO_CLOCK = const(2)
 _PROBE_MS = const(2000)  # a meter is read at least this often, whatever period_ms, so silence shows within 5 s
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _SLACK_MS = const(1000)
+_REPORT_FREE = const(16384)  # free heap the state and log topics need at start-up, with room to spare
 
 
 class Module:
@@ -252,11 +253,18 @@ class App:
         Never false: EVerest stops checking for good on false. Without the trues EVerest raises
         CommunicationFault naming this powermeter after cfg_communication_check_to_s (5 s).
         """
+        report = None  # the state and log topics, where the heap has room for them (state.py)
+        if gc.mem_free() >= _REPORT_FREE:
+            from .state import Reporter
+
+            report = Reporter(self)
         n = 0
         while True:
             n += 1
             if n % self._heap_every == 0:
                 self._heap_report()
+            if report:
+                report.tick()
             self.supervisor.beat("checks")
             self._wake.set()  # the idle request task beats and retries a public key still due
             clock = hal.epoch_ms() is not None

@@ -241,6 +241,18 @@ def start_network(cfg):
         log(WARN, "network not up yet; continuing, it keeps trying")
 
 
+def reset_cause():
+    """machine.reset_cause() as a word. The ESP32 port counts a brown-out as power-on, a panic or
+    machine.reset() as hard, and gives 0 for causes it does not name (ports/esp32/modmachine.c)."""
+    c = machine.reset_cause()
+    for value, name in ((machine.PWRON_RESET, "power-on"), (machine.HARD_RESET, "hard"),
+                        (machine.WDT_RESET, "watchdog"), (machine.DEEPSLEEP_RESET, "deep-sleep"),
+                        (machine.SOFT_RESET, "soft")):
+        if c == value:
+            return name
+    return "unknown"
+
+
 def config_path():
     """config.json, or the one boot.py's slots.boot() chose (an update's config on trial) in sys.argv[1]."""
     return sys.argv[1] if len(sys.argv) > 1 else "config.json"

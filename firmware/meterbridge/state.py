@@ -1,0 +1,115 @@
+"""What a board tells a person: the retained state document and the log topic.
+
+`meterbridge/{client_id}/state` goes out on a change and every _PERIOD_S otherwise. A change is a
+meter going on- or offline, the kind of its last error changing, a transaction opening or closing,
+the clock becoming set, the link connecting again. Counters (cycles, errors, heap) move all the
+time and only ride along; a change within _GAP_S of the last document waits. The warn and error
+lines log.py queues go to `meterbridge/{client_id}/log`, one a second.
+
+Between documents nothing is allocated. The app loads this only when the heap has room for it at
+start-up (app.py's _REPORT_FREE): a 64k test heap goes without.
+"""
+
+import gc
+import json
+import time
+
+from micropython import const
+
+from . import hal, log
+
+VERSION = "0.1.0"  # the firmware's, as pyproject.toml's
+_PERIOD_S = const(60)
+_GAP_S = const(5)
+_ERROR_TEXT = const(120)  # characters of a meter's last error in the document
+_WATCHED = const(3)  # per meter: online, type of its last error, its open transaction
+
+
+def umqtt_version():
+    """umqtt.simple carries no version; unsubscribe() arrived in 1.7.0 (micropython-lib 0d838c3a)."""
+    from umqtt.simple import MQTTClient
+
+    return ">=1.7.0" if hasattr(MQTTClient, "unsubscribe") else "<1.7.0"
+
+
+class Reporter:
+    """tick() once a second; publishes through the app's link and never queues for it."""
+
+    def __init__(self, app):
+        self.app = app
+        base = app.link.status_topic[:-6]  # meterbridge/{client_id}/
+        self.state_topic = base + b"state"
+        self.log_topic = base + b"log"
+        self.uptime_s = 0
+        self._ms = 0
+        self._at = time.ticks_ms()
+        self._last = -_PERIOD_S  # uptime of the last document
+        self._connects = 0  # the link's connects then
+        self._due = True  # a change not yet in a document
+        self._clock = False
+        self._seen = [None] * (_WATCHED * len(app.modules))
+        log.lines = []  # from now on warn and error lines are kept for the log topic
+
+    def tick(self):
+        t = time.ticks_ms()  # uptime counted once a second: ticks_ms wraps after 12 days on an ESP32
+        ms = self._ms + time.ticks_diff(t, self._at)
+        self.uptime_s += ms // 1000
+        self._ms = ms % 1000
+        self._at = t
+        if self._changed():
+            self._due = True
+        link = self.app.link
+        if not link.up:
+            return
+        if self.uptime_s - self._last >= (_GAP_S if self._due else _PERIOD_S):
+            try:
+                sent = link.publish(self.state_topic, self.document(), True)
+            except MemoryError:
+                sent = False  # tried again next second
+            if sent:
+                self._last, self._connects, self._due = self.uptime_s, link.connects, False
+        lines = log.lines
+        if lines:  # a line logged while this one is published only joins the queue: no recursion
+            if link.publish(self.log_topic, lines[0]):
+                lines.pop(0)
+        elif log.dropped and link.publish(self.log_topic, "warn: %d log lines dropped" % log.dropped):
+            log.dropped = 0
+
+    def _changed(self):
+        changed = self.app.link.connects != self._connects
+        if not self._clock and hal.epoch_ms() is not None:
+            self._clock = changed = True
+        seen = self._seen
+        i = 0
+        for mod in self.app.modules:
+            m = mod.meter
+            kind = type(m.last_error)
+            tx = mod.tx.journal.open
+            if seen[i] is not m.online or seen[i + 1] is not kind or seen[i + 2] is not tx:
+                seen[i], seen[i + 1], seen[i + 2] = m.online, kind, tx
+                changed = True
+            i += _WATCHED
+        return changed
+
+    def document(self):
+        """The state document's JSON text."""
+        app = self.app
+        gc.collect()
+        free = gc.mem_free()
+        app.heap_min = min(app.heap_min, free)
+        meters = {}
+        for mod in app.modules:
+            m = mod.meter
+            tx = mod.tx.journal.open
+            err = m.last_error
+            meters[m.module_id] = {
+                "online": m.online, "cycles": m.cycles,
+                "last_error": None if err is None else str(err)[:_ERROR_TEXT],
+                "transaction": tx and tx["tid"]}
+        link = app.link
+        return json.dumps({
+            "firmware": VERSION, "umqtt": umqtt_version(), "platform": hal.PLATFORM, "uptime_s": self.uptime_s,
+            "reset": hal.reset_cause(), "heap": {"free": free, "floor": app.heap_min},
+            "clock": "set" if self._clock else "unset",
+            "link": {"connects": link.connects, "refused": link.refused}, "requests_dropped": app.dropped,
+            "meters": meters})
