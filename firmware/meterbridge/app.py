@@ -25,7 +25,7 @@ _NO_CLOCK = const(2)
 _PROBE_MS = const(2000)  # a meter is read at least this often, whatever period_ms, so silence shows within 5 s
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _SLACK_MS = const(1000)
-_REPORT_FREE = const(16384)  # free heap the state and log topics need at start-up, with room to spare
+_REPORT_FREE = const(12288)  # free heap the state and log topics need when the checks start, with room to spare
 
 
 class Module:
@@ -254,6 +254,7 @@ class App:
         CommunicationFault naming this powermeter after cfg_communication_check_to_s (5 s).
         """
         report = None  # the state and log topics, where the heap has room for them (state.py)
+        gc.collect()
         if gc.mem_free() >= _REPORT_FREE:
             from .state import Reporter
 

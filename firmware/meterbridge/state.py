@@ -17,12 +17,12 @@ import time
 from micropython import const
 
 from . import hal, log
+from .meter import ERRORS
 
 VERSION = "0.1.0"  # the firmware's, as pyproject.toml's
 _PERIOD_S = const(60)
 _GAP_S = const(5)
-_ERROR_TEXT = const(120)  # characters of a meter's last error in the document
-_WATCHED = const(3)  # per meter: online, type of its last error, its open transaction
+_WATCHED = const(3)  # per meter: online, the kind of its last error, its open transaction
 
 
 def umqtt_version():
@@ -83,7 +83,7 @@ class Reporter:
         i = 0
         for mod in self.app.modules:
             m = mod.meter
-            kind = type(m.last_error)
+            kind = m.last_error_kind  # a string of meter.ERRORS: the same object while the kind stays
             tx = mod.tx.journal.open
             if seen[i] is not m.online or seen[i + 1] is not kind or seen[i + 2] is not tx:
                 seen[i], seen[i + 1], seen[i + 2] = m.online, kind, tx
@@ -97,14 +97,17 @@ class Reporter:
         gc.collect()
         free = gc.mem_free()
         app.heap_min = min(app.heap_min, free)
+        now = time.ticks_ms()
         meters = {}
         for mod in app.modules:
             m = mod.meter
             tx = mod.tx.journal.open
-            err = m.last_error
+            failed = m.last_error_kind is not None
             meters[m.module_id] = {
-                "online": m.online, "cycles": m.cycles,
-                "last_error": None if err is None else str(err)[:_ERROR_TEXT],
+                "online": m.online, "cycles": m.cycles, "errors": dict(zip(ERRORS, m.errors)),
+                "last_error": m.last_error_kind,
+                # the uptime it happened at (ticks_diff holds for about 6 days on an ESP32)
+                "last_error_s": self.uptime_s - time.ticks_diff(now, m.last_error_ticks) // 1000 if failed else None,
                 "transaction": tx and tx["tid"]}
         link = app.link
         return json.dumps({

@@ -1,11 +1,11 @@
-"""log.py's queue drained through App._report and state.py by a link whose publish itself logs (as a link
-going down does). Prints one JSON line of what happened; test_state.py checks it.
+"""log.py's queue drained by state.Reporter through a link whose publish itself logs (as a link going down
+does). Prints one JSON line of what happened; test_state.py checks it.
 """
 
 import json
 
 from meterbridge import log
-from meterbridge.app import App
+from meterbridge.state import Reporter
 
 
 class Link:
@@ -26,25 +26,27 @@ class Link:
         return True
 
 
-class Bare(App):
-    def __init__(self):  # only what _report reads: no meters, a link, a document just sent
-        self.modules = []
+class App:
+    modules = []
+    dropped = 0
+    heap_min = 1 << 20
+
+    def __init__(self):
         self.link = Link()
-        self.dropped = 0
-        self.heap_min = 1 << 20
-        self._shown = [0, 1, False, True, 0, 0, 0]
 
 
-app = Bare()
+log.log(log.WARN, "before anything drains the log: not kept")
+app = App()
+report = Reporter(app)
 log.log(log.ERROR, "x" * 400)
 for i in range(10):
     log.log(log.WARN, "line", i)
 log.log(log.INFO, "an info line is not queued")
 queued, dropped = len(log.lines), log.dropped
 for _ in range(12):
-    app._report()
+    report.tick()
 left = len(log.lines)
 app.link.noisy = False
 for _ in range(10):
-    app._report()
+    report.tick()
 print(json.dumps({"queued": queued, "dropped": dropped, "left": left, "sent": app.link.sent}))
