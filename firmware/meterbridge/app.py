@@ -25,7 +25,7 @@ _NO_CLOCK = const(2)
 _PROBE_MS = const(2000)  # a meter is read at least this often, whatever period_ms, so silence shows within 5 s
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _SLACK_MS = const(1000)
-_REPORT_FREE = const(12288)  # free heap the state and log topics need when the checks start, with room to spare
+_REPORT_FREE = const(8192)  # free heap, with the link up, that the state and log topics need with room to spare
 
 
 class Module:
@@ -253,12 +253,7 @@ class App:
         Never false: EVerest stops checking for good on false. Without the trues EVerest raises
         CommunicationFault naming this powermeter after cfg_communication_check_to_s (5 s).
         """
-        report = None  # the state and log topics, where the heap has room for them (state.py)
-        gc.collect()
-        if gc.mem_free() >= _REPORT_FREE:
-            from .state import Reporter
-
-            report = Reporter(self)
+        report = None  # state.Reporter once the link is up where the heap has room for it, else False
         n = 0
         while True:
             n += 1
@@ -266,6 +261,13 @@ class App:
                 self._heap_report()
             if report:
                 report.tick()
+            elif report is None and self.link.up:
+                gc.collect()
+                report = False
+                if gc.mem_free() >= _REPORT_FREE:
+                    from .state import Reporter
+
+                    report = Reporter(self)
             self.supervisor.beat("checks")
             self._wake.set()  # the idle request task beats and retries a public key still due
             clock = hal.epoch_ms() is not None

@@ -114,5 +114,5 @@ class Reporter:
             "firmware": VERSION, "umqtt": umqtt_version(), "platform": hal.PLATFORM, "uptime_s": self.uptime_s,
             "reset": hal.reset_cause(), "heap": {"free": free, "floor": app.heap_min},
             "clock": "set" if self._clock else "unset",
-            "link": {"connects": link.connects, "refused": link.refused}, "requests_dropped": app.dropped,
+            "link": {"connects": link.connects, "refused": link.refused},
             "meters": meters})
