@@ -54,7 +54,7 @@ def pm1(state):
 
 
 def test_the_state_document_follows_changes_not_poll_cycles(broker, tmp_path):
-    b = Bridge(tmp_path, broker, period_ms=250)
+    b = Bridge(tmp_path, broker, period_ms=250, heapsize="128k")  # the topics need ~12 KB free (app.py)
     client_id = b.config["broker"]["client_id"]
     b.config["broker"].update(username="meter", password=PASSWORD, allow_plain_password=True)
     watch = Watch(broker, client_id)
@@ -62,7 +62,7 @@ def test_the_state_document_follows_changes_not_poll_cycles(broker, tmp_path):
         b.start()
         up = watch.wait_state(lambda s: pm1(s)["online"])
         assert up["firmware"] == VERSION and up["reset"] == "process-start" and up["clock"] == "set"
-        assert up["umqtt"] == "<1.7.0"  # the registry's 1.3.4, which tools/fetch_umqtt.py pins
+        assert up["umqtt"] == "1.3.4"  # the registry package tools/fetch_umqtt.py pins
         assert 0 < up["heap"]["floor"] <= up["heap"]["free"] and up["link"]["connects"] == 1
         assert pm1(up)["transaction"] is None and pm1(up)["last_error"] is None
         assert set(pm1(up)["errors"]) >= {"timeout", "crc", "exception", "garbage"}
@@ -84,7 +84,7 @@ def test_the_state_document_follows_changes_not_poll_cycles(broker, tmp_path):
         assert wait_until(lambda: any("warn: pm1 meter unreachable" in p for p in watch.of("log")), 10), \
             watch.of("log")
         assert all(PASSWORD not in payload for _, payload in watch.got)
-        assert watch.of("status")[-1] == "online"
+        assert watch.of("status")[-1].startswith("online")
     finally:
         watch.close()
         b.stop()

@@ -25,7 +25,7 @@ _NO_CLOCK = const(2)
 _PROBE_MS = const(2000)  # a meter is read at least this often, whatever period_ms, so silence shows within 5 s
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _SLACK_MS = const(1000)
-_REPORT_FREE = const(8192)  # free heap, with the link up, that the state and log topics need with room to spare
+_REPORT_FREE = const(12288)  # free heap, with the link up, that the state and log topics need with room to spare
 
 
 class Module:
@@ -264,10 +264,14 @@ class App:
             elif report is None and self.link.up:
                 gc.collect()
                 report = False
-                if gc.mem_free() >= _REPORT_FREE:
-                    from .state import Reporter
+                try:
+                    if gc.mem_free() >= _REPORT_FREE:
+                        from .state import Reporter
 
-                    report = Reporter(self)
+                        report = Reporter(self)
+                except MemoryError:
+                    gc.collect()
+                log.log(log.INFO, "state and log topics", "on" if report else "off: too little free RAM")
             self.supervisor.beat("checks")
             self._wake.set()  # the idle request task beats and retries a public key still due
             clock = hal.epoch_ms() is not None

@@ -4,7 +4,7 @@
 meter going on- or offline, the kind of its last error changing, a transaction opening or closing,
 the clock becoming set, the link connecting again. Counters (cycles, errors, heap) move all the
 time and only ride along; a change within _GAP_S of the last document waits. The warn and error
-lines log.py queues go to `meterbridge/{client_id}/log`, one a second.
+lines (log.sink) go to `meterbridge/{client_id}/log`, one a second, from a queue of _KEEP.
 
 Between documents nothing is allocated. The app loads this only when the heap has room for it at
 start-up (app.py's _REPORT_FREE): a 64k test heap goes without.
@@ -12,6 +12,7 @@ start-up (app.py's _REPORT_FREE): a 64k test heap goes without.
 
 import gc
 import json
+import sys
 import time
 
 from micropython import const
@@ -22,14 +23,22 @@ from .meter import ERRORS
 VERSION = "0.1.0"  # the firmware's, as pyproject.toml's
 _PERIOD_S = const(60)
 _GAP_S = const(5)
+_KEEP = const(6)  # log lines waiting for the link at most
+_LINE = const(160)  # characters of a log line at most
 _WATCHED = const(3)  # per meter: online, the kind of its last error, its open transaction
 
 
 def umqtt_version():
-    """umqtt.simple carries no version; unsubscribe() arrived in 1.7.0 (micropython-lib 0d838c3a)."""
-    from umqtt.simple import MQTTClient
+    """The pinned umqtt.simple's version (tools/fetch_umqtt.py writes umqtt/pinned.py beside it), else "other"."""
+    import umqtt
 
-    return ">=1.7.0" if hasattr(MQTTClient, "unsubscribe") else "<1.7.0"
+    try:
+        from umqtt import pinned
+    except ImportError:
+        return "other"  # a frozen one, or one of one's own: umqtt.simple carries no version itself
+    sys.modules.pop("umqtt.pinned", None)  # unloaded again, as mqtt_link.py does
+    delattr(umqtt, "pinned")
+    return pinned.VERSION
 
 
 class Reporter:
@@ -48,7 +57,9 @@ class Reporter:
         self._due = True  # a change not yet in a document
         self._clock = False
         self._seen = [None] * (_WATCHED * len(app.modules))
-        log.lines = []  # from now on warn and error lines are kept for the log topic
+        self.lines = []  # warn and error lines for the log topic, oldest first
+        self.dropped = 0  # lines the full queue (or a full heap) refused since the topic last said so
+        log.sink = self.keep
 
     def tick(self):
         t = time.ticks_ms()  # uptime counted once a second: ticks_ms wraps after 12 days on an ESP32
@@ -68,12 +79,22 @@ class Reporter:
                 sent = False  # tried again next second
             if sent:
                 self._last, self._connects, self._due = self.uptime_s, link.connects, False
-        lines = log.lines
+        lines = self.lines
         if lines:  # a line logged while this one is published only joins the queue: no recursion
             if link.publish(self.log_topic, lines[0]):
                 lines.pop(0)
-        elif log.dropped and link.publish(self.log_topic, "warn: %d log lines dropped" % log.dropped):
-            log.dropped = 0
+        elif self.dropped and link.publish(self.log_topic, "warn: %d log lines dropped" % self.dropped):
+            self.dropped = 0
+
+    def keep(self, lvl, args):
+        """log.sink: queue a line for the log topic; a full queue drops and counts it. Never calls out."""
+        if len(self.lines) >= _KEEP:
+            self.dropped += 1
+            return
+        try:
+            self.lines.append(log.NAMES[lvl // 10 - 1] + ": " + " ".join([str(a) for a in args])[:_LINE])
+        except MemoryError:  # an out-of-memory report must not fail for want of its own line
+            self.dropped += 1
 
     def _changed(self):
         changed = self.app.link.connects != self._connects

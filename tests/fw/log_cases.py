@@ -1,4 +1,4 @@
-"""log.py's queue drained by state.Reporter through a link whose publish itself logs (as a link going down
+"""state.Reporter's log queue (log.sink), drained through a link whose publish itself logs (as a link going down
 does). Prints one JSON line of what happened; test_state.py checks it.
 """
 
@@ -42,10 +42,10 @@ log.log(log.ERROR, "x" * 400)
 for i in range(10):
     log.log(log.WARN, "line", i)
 log.log(log.INFO, "an info line is not queued")
-queued, dropped = len(log.lines), log.dropped
+queued, dropped = len(report.lines), report.dropped
 for _ in range(12):
     report.tick()
-left = len(log.lines)
+left = len(report.lines)
 app.link.noisy = False
 for _ in range(10):
     report.tick()
