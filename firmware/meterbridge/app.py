@@ -271,7 +271,6 @@ class App:
                         report = Reporter(self)
                 except MemoryError:
                     gc.collect()
-                log.log(log.INFO, "state and log topics", "on" if report else "off: too little free RAM")
             self.supervisor.beat("checks")
             self._wake.set()  # the idle request task beats and retries a public key still due
             clock = hal.epoch_ms() is not None

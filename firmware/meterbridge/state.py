@@ -131,9 +131,10 @@ class Reporter:
                 "last_error_s": self.uptime_s - time.ticks_diff(now, m.last_error_ticks) // 1000 if failed else None,
                 "transaction": tx and tx["tid"]}
         link = app.link
+        reset = getattr(hal, "reset_cause", None)  # a board's HAL has one; a process on unix just started
         return json.dumps({
             "firmware": VERSION, "umqtt": umqtt_version(), "platform": hal.PLATFORM, "uptime_s": self.uptime_s,
-            "reset": hal.reset_cause(), "heap": {"free": free, "floor": app.heap_min},
+            "reset": reset and reset(), "heap": {"free": free, "floor": app.heap_min},
             "clock": "set" if self._clock else "unset",
             "link": {"connects": link.connects, "refused": link.refused},
             "meters": meters})

@@ -415,3 +415,11 @@ def test_the_bridge_takes_the_feeding_over_from_boot_py(tmp_path):
                       "w = esp32.Watchdog(1000)\n")
     answered, out = repl_session([str(script)], tmp_path, SOFT_RESET, None, 3)
     assert "watchdog reset" in out and not answered, out
+
+
+@pytest.mark.parametrize("cause,word", [("PWRON_RESET", "power-on"), ("WDT_RESET", "watchdog"),
+                                        ("HARD_RESET", "hard"), ("SOFT_RESET", "soft")])
+def test_the_reset_cause_in_words_for_the_state_document(tmp_path, cause, word):
+    out = run_code("from meterbridge.hal import esp32\nprint(esp32.reset_cause())", tmp_path,
+                   {"STANDIN_RESET_CAUSE": cause})
+    assert out.stdout.strip() == word

@@ -122,11 +122,6 @@ def stopped():
     """Nothing to keep up: the process ends with the firmware, and its watchdog thread with it."""
 
 
-def reset_cause():
-    """Why the firmware started: a process on unix has no reset cause, it was started."""
-    return "process-start"
-
-
 def config_path():
     """The config file: the first argument, else config.json in the working directory."""
     return sys.argv[1] if len(sys.argv) > 1 else "config.json"
