@@ -394,16 +394,16 @@ def test_ctrl_c_leaves_a_repl_that_the_watchdog_does_not_reset(tmp_path):
     assert "machine.Timer(0) now feeds it" in out
 
 
-SOFT_RESET = {"STANDIN_RESET_CAUSE": "SOFT_RESET", "STANDIN_WDT": "1000", "STANDIN_RTC_MEMORY": "1000"}
+SOFT_RESET = {"STANDIN_RESET_CAUSE": "SOFT_RESET", "STANDIN_WDT": "2000", "STANDIN_RTC_MEMORY": "2000"}
 
 
 @pytest.mark.parametrize("safe_mode", [False, True])
 def test_after_a_soft_reset_boot_py_keeps_the_bridges_watchdog_fed(tmp_path, safe_mode):
     """Ctrl-D, or mpremote's soft reset into the raw REPL: the watchdog the bridge started still runs; the
-    REPL (safe mode or not) stays up for 3 timeouts."""
+    REPL (safe mode or not) stays up for 2.5 timeouts."""
     if safe_mode:
         (tmp_path / "safemode").write_text("")
-    answered, out = repl_session([str(REPO / "firmware" / "boot.py")], tmp_path, SOFT_RESET, None, 3)
+    answered, out = repl_session([str(REPO / "firmware" / "boot.py")], tmp_path, SOFT_RESET, None, 5)
     assert "watchdog reset" not in out and answered, out
 
 
@@ -412,8 +412,8 @@ def test_the_bridge_takes_the_feeding_over_from_boot_py(tmp_path):
     script = tmp_path / "start.py"
     script.write_text(f"exec(open({str(REPO / 'firmware' / 'boot.py')!r}).read())\n"
                       "from meterbridge.hal import esp32\n"
-                      "w = esp32.Watchdog(1000)\n")
-    answered, out = repl_session([str(script)], tmp_path, SOFT_RESET, None, 3)
+                      "w = esp32.Watchdog(2000)\n")
+    answered, out = repl_session([str(script)], tmp_path, SOFT_RESET, None, 5)
     assert "watchdog reset" in out and not answered, out
 
 
