@@ -16,6 +16,8 @@ _COMMANDS = {
     "run": ("run", "run the firmware under the MicroPython unix port"),
     "sim": ("sim", "simulate Modbus RTU meters on a pty or serial port"),
     "monitor": ("monitor", "watch and drive the EVerest powermeter API like EVerest does"),
+    "status": ("status", "every board on a broker, from its state topic, as a live table"),
+    "logs": ("logs", "follow one board's warn and error lines"),
     "verify-ocmf": ("verify_ocmf", "check an OCMF record against the meter's public key and show its readings"),
     "flash": ("flash", "erase a board and write the MicroPython image for it (esptool)"),
     "deploy": ("deploy", "compile the firmware and copy what changed, the config and profiles to a board"),
