@@ -14,7 +14,7 @@ import random
 import signal
 import subprocess
 import sys
-import threading
+import time
 
 import pytest
 
@@ -215,29 +215,41 @@ def test_a_config_update_is_checked_then_committed(board):
 
 
 def test_a_board_killed_at_random_moments_of_an_update_boots_one_whole_version(board):
+    """Power cuts during the transfer (after a random share of it), during the trial's start and health window,
+    and just after the commit; after each the board boots, publishes, and runs one slot whose files all match
+    its MANIFEST."""
     rng = random.Random(20261129)
     b = board()
-    outcomes = []
+    phases = []
     for i in range(KILLS):
-        version = 100 + i
+        version, mode = 100 + i, i % 3
         sender = connect(b, reply_s=3)
+        share = rng.uniform(0.05, 0.95)
 
-        def send(sender=sender, version=version):
-            try:
-                sender.send("firmware", firmware_files("unix"), version, HEALTH_S, 20)
-                outcomes.append(sender.result(version, 30)["state"])
-            except UpdateError as e:
-                outcomes.append(str(e))
+        def cut(sender=sender):
+            if b.fw.poll() is None:
+                os.killpg(b.fw.pid, signal.SIGKILL)  # the power goes, launcher and firmware alike
+                b.fw.wait()
+            sender.closed = True
 
-        t = threading.Thread(target=send)
-        t.start()
-        # the transfer takes a fraction of a second here; the trial start and health window a few seconds
-        threading.Event().wait(rng.uniform(0, 0.6) if i % 2 else rng.uniform(0.6, 4.5))
-        os.killpg(b.fw.pid, signal.SIGKILL)  # the power goes, launcher and firmware alike
-        b.fw.wait()
+        def progress(done, total, mode=mode, share=share, cut=cut):
+            if mode == 0 and done >= share * total:
+                cut()
+
+        try:
+            sender.send("firmware", firmware_files("unix"), version, HEALTH_S, 20, progress)
+            if mode == 1:
+                time.sleep(rng.uniform(0, 2.5))  # the reset, the new start, its health window
+            elif mode == 2:
+                sender.result(version, 30)
+                time.sleep(rng.uniform(0, 0.3))
+        except UpdateError:
+            pass
+        cut()
         sender.close()
-        t.join(30)
         st = state(b)
+        phases.append("on trial" if st and st["trial"] else "after the commit" if st and st["version"] == version
+                      else "before the switch")
         if st is not None and (st["trial"] or st["code"]):
             slot = (st["trial"] or st)["code"]
             assert whole(b.dir / slot), slot
@@ -246,9 +258,10 @@ def test_a_board_killed_at_random_moments_of_an_update_boots_one_whole_version(b
         assert wait_until(lambda: state(b) is None or state(b)["trial"] is None, 30), "a trial ends either way"
         st = state(b)
         if st and st["code"]:
-            whole(b.dir / st["code"])
+            assert whole(b.dir / st["code"])
     assert "Traceback" not in b.firmware_log()
-    print("outcomes:", outcomes)
+    print("kills landed:", phases)
+    assert KILLS < 3 or {"before the switch", "on trial", "after the commit"} <= set(phases), phases
 
 
 def test_a_deploy_runs_the_deployed_tree_and_keeps_the_version_count():
@@ -277,3 +290,12 @@ def test_config_new_sets_a_key_and_show_masks_it(tmp_path):
     assert len(bytes.fromhex(key)) == 32
     shown = subprocess.run([*main, "show", str(out)], check=True, capture_output=True, text=True).stdout
     assert key not in shown and json.loads(shown)["update_key"] == "********"
+
+
+def test_a_board_that_does_not_answer_is_named(broker):
+    board = Board("127.0.0.1", broker, "mb-nobody-here", KEY, reply_s=2)
+    try:
+        with pytest.raises(UpdateError, match="board mb-nobody-here is not answering"):
+            board.send("firmware", {"meterbridge/x.mpy": b"x"}, 1)
+    finally:
+        board.close()
