@@ -23,7 +23,7 @@ class ProfileError(ValueError):
 
 # the registers each OCMF interface needs; the profile's "ocmf" section gives their addresses
 _OCMF = {"iskra": ("state", "command", "status", "zone", "time", "metadata_length", "payload_length",
-                   "signature_length", "algorithm", "time_status", "metadata", "payload", "public_key",
+                   "signature_length", "signature_format", "time_status", "metadata", "payload", "public_key",
                    "signature")}
 
 

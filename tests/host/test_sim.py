@@ -39,8 +39,12 @@ class Sim:
         cmd = [sys.executable, "-m", "meterbridge.main", "sim", "--link", str(self.link),
                "--truth", str(self.truth_path), *args]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([self.proc.stderr], [], [], 20)
-        self.banner = self.proc.stderr.readline() if ready else ""
+        self.banner = ""
+        while not self.banner.startswith("sim: serving"):  # a signing meter's key line comes first
+            ready, _, _ = select.select([self.proc.stderr], [], [], 20)
+            self.banner = self.proc.stderr.readline() if ready else ""
+            if not self.banner:
+                break
         assert self.banner.startswith("sim: serving"), self.banner
         self.fd = os.open(self.link, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(self.fd)
@@ -288,3 +292,35 @@ def test_a_meter_with_its_own_line_settings_hears_only_frames_at_them(sim):
     line(termios.B9600, termios.PARENB | termios.PARODD)
     assert len(s.ask(adu(3, 3, 0x5000, 4), 13)[0]) == 13
     assert s.ask(adu(1, 4, 0, 2), 9, timeout=0.3)[0] == b""
+
+
+@pytest.mark.parametrize(("command", "readings"), [(0x7200, ["B", "E"]), (0x4500, ["E"]), (0x5200, ["R"])])
+def test_the_iskra_end_commands_sign_as_the_manual_says(sim, command, readings):
+    # Iskra WM3M4 & WM3M4C User's Manual 6.5.8, Table 15: 'B' begins (idle state); 'r' ends "with begin and
+    # end"; 'E', 'L', 'R', 'A', 'P' end (active state). Every end leaves the meter idle.
+    s = sim("--profile", "iskra_wm3m4c", "--update-ms", "60000")
+    meta = b'{"FV":"1.0","IS":false,"IT":"NONE"}'
+    words = [int.from_bytes(meta[i : i + 2].ljust(2, b"\0"), "big") for i in range(0, len(meta), 2)]
+    body = struct.pack(">BBHHB", 33, 16, 7100, len(words), 2 * len(words)) + struct.pack(f">{len(words)}H", *words)
+    assert len(s.ask(body + struct.pack("<H", crc16(body)), 8, 5)[0]) == 8
+    assert len(s.ask(adu(33, 6, 7056, len(meta)), 8, 5)[0]) == 8
+
+    def word(reg):
+        reply, _ = s.ask(adu(33, 3, reg, 1), 7, 5)
+        return int.from_bytes(reply[3:5], "big")
+
+    assert word(7000) == 0
+    assert s.ask(adu(33, 6, 7051, 0x4500), 8, 5)[0] and word(7052) == 131, "no end in the idle state"
+    s.ask(adu(33, 6, 7051, 0x4200), 8, 5)
+    assert word(7000) == 1 and word(7052) == 15
+    assert s.ask(adu(33, 6, 7051, 0x4200), 8, 5)[0] and word(7052) == 131, "no begin in the active state"
+    s.ask(adu(33, 6, 7051, command), 8, 5)
+    assert word(7000) == 0 and word(7052) == 15, "every end command leaves the meter idle, signed"
+    n = word(7057)
+    payload = b""
+    for first in range(0, (n + 1) // 2, 120):
+        count = min(120, (n + 1) // 2 - first)
+        reply, _ = s.ask(adu(33, 3, 7612 + first, count), 5 + 2 * count, 5)
+        payload += reply[3:-2]
+    record = json.loads(payload[:n])
+    assert [r["TX"] for r in record["RD"]] == readings

@@ -1,7 +1,9 @@
 """Iskra WM3M4 / WM3M4C OCMF register interface: metadata, start, stop, signed record and public key.
 
-Protocol facts from EVerest's RsIskraMeter driver (everest-core modules/HardwareDrivers/PowerMeters/
-RsIskraMeter/src/main.rs and utils.rs, written after Iskra's WM3M4 manual v1.14; docs/ocmf.md §3).
+Protocol facts from Iskra's WM3M4 & WM3M4C User's Manual, section 6.5 (p.37: the algorithm register,
+120 registers per write, the transaction commands and the states they are valid in) and EVerest's
+RsIskraMeter driver (everest-core modules/HardwareDrivers/PowerMeters/RsIskraMeter/src/main.rs and
+utils.rs, written after the manual v1.14; docs/ocmf.md §3).
 The register addresses come from the profile's "ocmf" section (checked by profile.py), which names their sources.
 """
 
@@ -19,15 +21,20 @@ from . import MeterError
 _IDLE = const(0)  # state: 0 idle, 1 active, 2 active after power failure, 3 active after reset
 _ACTIVE = const(1)
 _AFTER_POWER_FAILURE = const(2)
-_START = const(0x4200)  # command: 'B' in the high byte
+# Commands, in the high byte (manual 6.5.8, Table 15): 'B' begins (valid in the idle state); 'r' ends "with
+# begin and end", so the signed record carries both readings, where 'E' (and 'L', 'R', 'A', 'P') would sign the
+# end reading alone; both are valid in the active state and leave the meter idle (state 0), which EVerest's
+# driver waits for after 'r'. One record with both readings is what a stop reply needs.
+_START = const(0x4200)
 _STOP = const(0x7200)
 _BUSY = const(2)  # status: 0 not initialised, 1 idle, 2 in progress, 15 signed, anything else an error
 _SIGNED = const(15)
 _SYNCHRONISED = const(2)  # time status written after the clock is set
 _SETTLE_MS = const(16000)  # RsIskraMeter waits up to 1 s for the state to change, then 15 s for the signature
 _POLL_MS = const(20)
-# registers per block read or write: pyiskra (Iskra's library, cd23e27 adapters/Modbus.py) chunks both at 120,
-# as Tinkerforge eichrecht.c ("max 120 registers in one go") does; Modbus itself allows 125 and 123
+# registers per block read or write: the manual (6.5.7: "Only 120 MODBUS registers (240 bytes) can be entered in
+# one write command"); pyiskra (Iskra's library, cd23e27 adapters/Modbus.py) chunks reads and writes at 120, as
+# Tinkerforge eichrecht.c ("max 120 registers in one go") does; Modbus itself allows 125 and 123
 _BLOCK = const(120)
 _SIG_MAX = const(72)  # longest DER ECDSA P-256 signature
 _KEY_BYTES = const(64)  # public key X‖Y
@@ -77,7 +84,7 @@ class Iskra:
 
     # The longest step, as bus transactions and waits: a start that first ends a transaction the meter still
     # runs after a power failure (state, time 4, metadata up to 5, its length, command, 2 state reads past
-    # the settle time), then begins its own (time 4, algorithm, metadata 5, length, command, 2 reads).
+    # the settle time), then begins its own (time 4, signature format, metadata 5, length, command, 2 reads).
     WORST_STEPS = const(28)
     WORST_WAIT_MS = const(2 * _SETTLE_MS)
 
@@ -158,7 +165,7 @@ class Iskra:
         await self._master.write(self._slave, self._r[name] + offset, (value,))
 
     async def _give(self, meta, now_ms, start):
-        """Time (unless the clock is not valid yet), before a start the algorithm, then the metadata."""
+        """Time (unless the clock is not valid yet), before a start the signature format, then the metadata."""
         if now_ms is not None:
             s = now_ms // 1000
             await self._set("time", s >> 16 & 0xFFFF)  # UTC seconds, high word first, a register at a time
@@ -166,7 +173,7 @@ class Iskra:
             await self._set("zone", 0)  # the firmware keeps UTC
             await self._set("time_status", _SYNCHRONISED)
         if start:
-            await self._set("algorithm", 0)
+            await self._set("signature_format", 0)  # 0: ASN.1 DER, which record() unpads
         data = meta.encode()
         words = self._words
         n = len(data)

@@ -18,7 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 IDLE, ACTIVE, AFTER_POWER_FAILURE = 0, 1, 2  # state
-START, STOP = 0x4200, 0x7200  # command
+# Commands in the high byte of the command register (Iskra WM3M4 & WM3M4C User's Manual 6.5.8, Table 15): 'B'
+# begins (idle state only); 'r' ends "with begin and end"; 'E', 'L', 'R', 'A', 'P' end too (active state only).
+# Every end leaves the meter idle; 'r' signs both readings, the others the end reading alone, with the command's
+# letter as its OCMF TX (end, end by loss, remote, abort, power failure).
+ENDS = "ELRAP"
 NOT_INITIALISED, SIGNED, BAD_TIME, BAD_COMMAND, BAD_STATE, BAD_FORMAT = 0, 15, 128, 130, 131, 252  # status
 ENERGY = "energy_Wh_import.total"
 GATEWAY = ("FV", "GI", "GS", "GV")  # metadata fields kept before the meter's own (order of OCMF's table)
@@ -90,14 +94,15 @@ class IskraOcmf:
 
     def _command(self, command):
         state = self._get("state", 1)[0]
-        if command not in (START, STOP):
+        letter = chr(command >> 8)  # the low byte is reserved
+        if letter not in "Br" + ENDS:
             self._put("status", [BAD_COMMAND])
-        elif (command == START) != (state == IDLE):
+        elif (letter == "B") != (state == IDLE):
             self._put("status", [BAD_STATE])
-        elif command == START:
+        elif letter == "B":
             self._start()
         else:
-            self._stop()
+            self._stop("E" if letter == "r" else letter, letter == "r")
 
     def power_failure(self):
         """Power off and on: a running transaction becomes "active after power failure"; clock,
@@ -133,7 +138,8 @@ class IskraOcmf:
         self._put("status", [SIGNED])
         print(f"sim: OCMF T{self.count + 1} begins at {self._begin[1]} kWh", file=self._log, flush=True)
 
-    def _stop(self):
+    def _stop(self, tx, with_begin):
+        """End the transaction: sign the end reading (TX tx), and the begin reading too with_begin ('r')."""
         if self._get("state", 1)[0] == AFTER_POWER_FAILURE:
             if not self._clock_set or not self._get("metadata_length", 1)[0]:
                 self._put("status", [BAD_TIME])  # time and metadata must be given again first
@@ -143,8 +149,8 @@ class IskraOcmf:
                 return
             self._meta = meta
         self.count += 1
-        end = self._reading("E")
-        payload = self._payload([self._begin, end]).encode()
+        end = self._reading(tx)
+        payload = self._payload([self._begin, end] if with_begin else [end]).encode()
         der = self._key.sign(payload, ec.ECDSA(hashes.SHA256()))
         signature = padded_der(*decode_dss_signature(der))
         self._put("payload", _words(payload))
