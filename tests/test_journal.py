@@ -6,6 +6,7 @@ an unanswered request. Afterwards every transaction has exactly one verified rec
 no two records share the meter's transaction or overlap in energy, and the journal always parsed.
 """
 
+import ast
 import json
 import os
 import random
@@ -19,9 +20,10 @@ from decimal import Decimal
 import pytest
 from pyocmf import OCMF
 
+from conftest import Bridge
 from fw import HERE
 from meterbridge import build, paths
-from test_ocmf import IDENT, kwh, start_signing
+from test_ocmf import IDENT, kwh, start_signing, verified, wait_log
 
 CYCLES = int(os.environ.get("MB_KILL_CYCLES", "200"))
 KILL_RATE = 0.6  # chance that a request gets a kill scheduled within KILL_WINDOW_S after it
@@ -68,9 +70,14 @@ def test_a_version_1_journal_is_read(tmp_path):
     assert states == [{"open": old, "last": None, "seq": 7}]
 
 
+def _tx(**wrong):
+    return json.dumps({"v": 2, "seq": 1, "open": {**TX, **wrong}, "last": None}).encode()
+
+
 @pytest.mark.parametrize("bad", [b"", b"{", b"[]", b"\xff\xfe", b'{"v":2,"seq":"1","open":null}',
                                  b'{"v":2,"seq":1,"open":{"tid":5}}', b'{"v":2,"seq":1,"open":null,"last":3}',
-                                 b'{"v":2,"seq":1}'])
+                                 b'{"v":2,"seq":1}', _tx(meta=5), _tx(meta=None), _tx(evse_id=1), _tx(t="5"),
+                                 _tx(t=1.5), _tx(phase="paused"), _tx(phase=["running"])])
 def test_an_unreadable_journal_is_kept_aside(tmp_path, bad):
     (tmp_path / "tx-pm1.json").write_bytes(bad)
     states, err = journal(tmp_path, ["load"])
@@ -178,3 +185,129 @@ def test_kills_at_random_moments_lose_and_double_nothing(bridge, tmp_path):
     assert pages == sorted(set(pages)), "each meter transaction in one record at most"
     assert json.loads(drive.journal.read_text())["open"] is None
     assert not list(drive.journal.parent.glob("*.bad"))
+
+
+def _restart(b, ev):
+    mark = ev.mark()
+    b.start_firmware()
+    ev.wait_for("public_key_ocmf", timeout=10, start=mark)
+
+
+@pytest.mark.parametrize("loss", ["deleted", "wrong types"])
+def test_a_lost_journal_loses_no_signed_transaction(bridge, tmp_path, loss):
+    """The meter is the truth: stop A ends the transaction it runs though the journal no longer knows A."""
+    b = start_signing(bridge, tmp_path)
+    path = b.dir / "state" / "tx-pm1.json"
+    with b.everest() as ev:
+        assert ev.start_transaction("tx-a", **IDENT)["status"] == "OK"
+        b.fw.kill()
+        b.fw.wait()
+        if loss == "deleted":
+            path.unlink()
+        else:  # parses, but "meta" is no text: ending the meter's transaction after its power cut crashed on it
+            doc = json.loads(path.read_text())
+            path.write_text(json.dumps({**doc, "open": {**doc["open"], "meta": 5}}))
+            b.cut_meter_power()
+            wait_log(b.sim_log, "sim: OCMF power failure")
+        _restart(b, ev)
+        r = ev.stop_transaction("tx-a", timeout=20)
+    assert r["status"] == "OK", r
+    verified(r["signed_meter_value"], b.pubkey)
+    log = b.firmware_log()
+    assert "the journal has no transaction tx-a but the meter runs one" in log
+    assert ("not found" if loss == "deleted" else "unreadable; kept as .bad") in log
+    assert b.alive()
+
+
+def test_a_record_nobody_asked_for_is_logged_whole_with_its_transaction(bridge, tmp_path):
+    b = start_signing(bridge, tmp_path)
+    path = b.dir / "state" / "tx-pm1.json"
+    with b.everest() as ev:
+        assert ev.start_transaction("tx-a", **IDENT)["status"] == "OK"
+        b.fw.kill()
+        b.fw.wait()
+        path.write_bytes(b"{garbage")
+        _restart(b, ev)
+        assert ev.start_transaction("tx-b", **IDENT)["status"] == "OK"
+    line = next(x for x in b.firmware_log().splitlines() if "not delivered:" in x)
+    assert "signed record of transaction (unknown to the journal) not delivered" in line
+    record = ast.literal_eval(line.split("not delivered: ", 1)[1]).decode()
+    assert OCMF.from_string(record).verify_signature(b.pubkey) is True
+    assert json.loads(record.split("|")[1])["ID"] == IDENT["identification_data"], "tx-a's record"
+
+
+@pytest.fixture
+def bridge_on(tmp_path, broker):
+    """Factory: a Bridge whose journal lives in the directory given, started; all stopped after the test."""
+    made = []
+
+    def make(storage, **kw):
+        b = Bridge(tmp_path / f"s{len(made)}", broker, **kw)
+        b.dir.mkdir()
+        b.config["storage"] = str(storage)
+        made.append(b)
+        return b.start()
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def test_storage_that_is_a_file_is_named_and_requests_still_answered(bridge_on, tmp_path):
+    place = tmp_path / "a-file"
+    place.write_text("not a directory")
+    b = bridge_on(place)
+    with b.everest() as ev:
+        assert ev.start_transaction("tx-f")["status"] == "NOT_SUPPORTED"
+        r = ev.stop_transaction("tx-f")
+    assert r["status"] == "NOT_SUPPORTED" and "no open transaction" not in r["error"], "tracked all the same"
+    log = b.firmware_log()
+    assert f"storage {place}: cannot write probe (not a directory)" in log
+    assert "not journaled until storage works" in log
+    assert b.alive()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 KB tmpfs at tmp_path/fs, mounted for the test (root only)."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a full and a read-only filesystem need root to mount a small tmpfs")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(directory):
+    """Write a file until the filesystem is full."""
+    try:
+        with open(directory / "filler", "wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 4096)
+    except OSError:
+        pass
+
+
+def test_a_full_or_read_only_storage_is_answered_and_recovered_from(bridge_on, tmp_path, small_fs):
+    b = start_signing(lambda **kw: bridge_on(small_fs / "state", **kw), tmp_path)
+    with b.everest() as ev:
+        _fill(small_fs)
+        r = ev.start_transaction("tx-1", **IDENT)
+        assert r["status"] == "UNEXPECTED_ERROR" and "tx-1 not started: storage" in r["error"], r
+        assert "cannot write tx-pm1.json (no space left)" in r["error"], r
+        (small_fs / "filler").unlink()
+        assert ev.start_transaction("tx-1", **IDENT)["status"] == "OK"
+        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+        r = ev.stop_transaction("tx-1")
+        assert r["status"] == "UNEXPECTED_ERROR" and "tx-1 not stopped: storage" in r["error"], r
+        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+        r = ev.stop_transaction("tx-1", timeout=20)
+    assert r["status"] == "OK", r
+    verified(r["signed_meter_value"], b.pubkey)
+    log = b.firmware_log()
+    assert "is writable again" in log and "(read-only filesystem)" in log
+    assert b.alive()

@@ -11,16 +11,20 @@ transaction whose signed record the meter still holds after its stop.
 
 import json
 
-from .log import ERROR, log
+from .log import ERROR, INFO, log
 
 
 def _valid(doc):
-    """Whether a parsed journal has the fields and types of the format above."""
+    """Whether a parsed journal has every field of the format above, each of its type."""
     if not isinstance(doc, dict) or "open" not in doc or type(doc.get("seq")) is not int:
         return False
-    tx, last = doc.get("open"), doc.get("last")
-    return (tx is None or isinstance(tx, dict) and isinstance(tx.get("tid"), str)) and (
-        last is None or isinstance(last, str))
+    tx, last = doc["open"], doc.get("last")
+    if last is not None and not isinstance(last, str):
+        return False
+    return tx is None or (isinstance(tx, dict) and isinstance(tx.get("tid"), str)
+                          and isinstance(tx.get("evse_id"), str) and (tx.get("t") is None or type(tx["t"]) is int)
+                          and tx.get("phase") in (None, "starting", "running", "stopping")
+                          and isinstance(tx.get("meta", ""), str))
 
 
 class Journal:
@@ -34,6 +38,7 @@ class Journal:
         self.seq = 0
         raw = storage.read(self._name)
         if raw is None:
+            log(INFO, "journal", self._name, "not found: no open transaction")
             return
         try:
             doc = json.loads(raw)
@@ -41,13 +46,17 @@ class Journal:
             doc = None
         if not _valid(doc):
             log(ERROR, "journal", self._name, "unreadable; kept as .bad, starting empty")
-            storage.write(self._name + ".bad", raw)
+            storage.write(self._name + ".bad", raw)  # when storage fails, it logs why
             return
         self.open, self.last, self.seq = doc["open"], doc.get("last"), doc["seq"]
 
     def save(self, open_tx, last=None):
-        """Record open_tx (a dict) or None as the open transaction, and last as the one just stopped."""
+        """Record open_tx (a dict) or None as the open transaction, and last as the one just stopped.
+
+        Returns None once it is on storage, else why not; the journal holds the new state either way, and
+        the next save that works writes it whole.
+        """
         self.seq += 1
-        self._storage.write(self._name, json.dumps({"v": 2, "seq": self.seq, "open": open_tx, "last": last}))
         self.open = open_tx
         self.last = last
+        return self._storage.write(self._name, json.dumps({"v": 2, "seq": self.seq, "open": open_tx, "last": last}))

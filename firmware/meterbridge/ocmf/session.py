@@ -10,6 +10,11 @@ what happened (docs: ocmf_start_of_pmeter_or_transaction_after_powerloss.mmd):
   meter's transaction alone, so the stop's record covers the whole transaction.
 The record is the meter's: its payload is passed on byte for byte, nothing is made up when the
 meter cannot be reached (UNEXPECTED_ERROR with the reason, and the journal keeps the transaction).
+
+The meter is the truth where the journal is not: a stop of a transaction the journal does not know
+(deleted, unreadable) while the meter runs one ends the meter's and sends its record. A step whose
+phase cannot be journaled first (storage full, read-only) is not taken: UNEXPECTED_ERROR names the
+storage problem. A record nobody asked for is logged whole with its transaction id, never dropped unseen.
 """
 
 import gc
@@ -18,7 +23,7 @@ from micropython import const
 
 from .. import hal, jsonout, powermeter
 from ..everest_link import reply
-from ..log import WARN, log
+from ..log import ERROR, WARN, log
 from ..modbus.rtu import ModbusError
 from . import MeterError
 
@@ -39,6 +44,10 @@ def _cut(req, n):
             r[key] = r[key][:n]
     r["identification_flags"] = [f[:n] for f in r.get("identification_flags", [])[:4]]
     return r
+
+
+class _Unjournaled(Exception):
+    """A phase that storage could not record, so the step on the meter was not taken."""
 
 
 class SignedTransactions:
@@ -92,12 +101,14 @@ class SignedTransactions:
             if tx and tx["tid"] == tid and tx.get("phase") == _RUNNING and await self._meter.active():
                 return reply(_OK)  # a repeat: the meter's transaction, and so its record, goes on
             await self._stop_running("before starting " + tid)
-            self.journal.save({"tid": tid, "evse_id": req["evse_id"], "t": self._clock(), "phase": _STARTING,
-                               "meta": meta})
+            self._ahead({"tid": tid, "evse_id": req["evse_id"], "t": self._clock(), "phase": _STARTING,
+                         "meta": meta})
             await self._meter.begin(meta, self._clock())
             self._phase(_RUNNING)
         except (ModbusError, MeterError) as e:
             return reply(_FAILED, "meter failed to start transaction %s: %s" % (tid, e))
+        except _Unjournaled as e:
+            return reply(_FAILED, "transaction %s not started: %s" % (tid, e))
         return reply(_OK)
 
     async def stop(self, tid):
@@ -108,10 +119,14 @@ class SignedTransactions:
                 if self.journal.open or self.journal.last:
                     self.journal.save(None)
                 return reply(_OK)
+            if not tx and self.journal.last != tid and await self._meter.active():
+                log(WARN, "the journal has no transaction", tid, "but the meter runs one: it is ended as", tid)
+                self._ahead({"tid": tid, "evse_id": "", "t": None, "phase": _STOPPING})
+                tx = self.journal.open
             if tx and tx["tid"] == tid:
                 if await self._meter.active():
                     if tx.get("phase") != _STOPPING:
-                        self._phase(_STOPPING)
+                        self._phase(_STOPPING, True)
                     await self._meter.end(tx.get("meta"), self._clock())
                 elif tx.get("phase") != _STOPPING:
                     self.journal.save(None)
@@ -124,9 +139,12 @@ class SignedTransactions:
         except (ModbusError, MeterError) as e:
             what = tid or "(all)"
             return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
+        except _Unjournaled as e:
+            return reply(_FAILED, "transaction %s not stopped: %s" % (tid or "(all)", e))
         try:
             text = self._signed_reply(record)
         except UnicodeError:
+            _undelivered(tid, record)
             return reply(_FAILED, "the meter's signed record is not UTF-8 text; not passed on")
         self.journal.save(None, tid)
         return text
@@ -155,13 +173,31 @@ class SignedTransactions:
             return
         tx = self.journal.open
         if tx:
-            self._phase(_STOPPING)
+            self._phase(_STOPPING, True)
         await self._meter.end(tx.get("meta") if tx else None, self._clock())
         self.journal.save(None)
-        log(WARN, "stopped the meter's transaction", tx["tid"] if tx else "(unknown)", why,
-            "- its record is not sent")
+        tid = tx["tid"] if tx else "(unknown to the journal)"
+        log(WARN, "stopped the meter's transaction", tid, why)
+        try:
+            _undelivered(tid, await self._meter.record())
+        except (ModbusError, MeterError) as e:
+            log(ERROR, "signed record of transaction", tid, "not delivered, nor readable:", e)
 
-    def _phase(self, phase):
+    def _ahead(self, tx):
+        """Journal tx before the step on the meter it announces; _Unjournaled when storage cannot."""
+        why = self.journal.save(tx)
+        if why:
+            raise _Unjournaled(why)
+
+    def _phase(self, phase, ahead=False):
         tx = dict(self.journal.open)
         tx["phase"] = phase
-        self.journal.save(tx)
+        if ahead:
+            self._ahead(tx)
+        else:
+            self.journal.save(tx)  # after the step: the journal holds it, and storage at the next save that works
+
+
+def _undelivered(tid, record):
+    """Log a signed record that no reply carries, whole, so that it is never lost unseen."""
+    log(ERROR, "signed record of transaction", tid, "not delivered:", bytes(record))
