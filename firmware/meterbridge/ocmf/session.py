@@ -46,10 +46,6 @@ def _cut(req, n):
     return r
 
 
-class _Unjournaled(Exception):
-    """A phase that storage could not record, so the step on the meter was not taken."""
-
-
 class SignedTransactions:
     """Start/stop on a signing meter; replies carry its OCMF record and public key."""
 
@@ -101,13 +97,13 @@ class SignedTransactions:
             if tx and tx["tid"] == tid and tx.get("phase") == _RUNNING and await self._meter.active():
                 return reply(_OK)  # a repeat: the meter's transaction, and so its record, goes on
             await self._stop_running("before starting " + tid)
-            self._ahead({"tid": tid, "evse_id": req["evse_id"], "t": self._clock(), "phase": _STARTING,
-                         "meta": meta})
+            self._save({"tid": tid, "evse_id": req["evse_id"], "t": self._clock(), "phase": _STARTING,
+                        "meta": meta})
             await self._meter.begin(meta, self._clock())
-            self._phase(_RUNNING)
+            self._phase(_RUNNING, False)
         except (ModbusError, MeterError) as e:
             return reply(_FAILED, "meter failed to start transaction %s: %s" % (tid, e))
-        except _Unjournaled as e:
+        except OSError as e:  # storage could not journal the step first (or the bus device failed)
             return reply(_FAILED, "transaction %s not started: %s" % (tid, e))
         return reply(_OK)
 
@@ -120,13 +116,13 @@ class SignedTransactions:
                     self.journal.save(None)
                 return reply(_OK)
             if not tx and self.journal.last != tid and await self._meter.active():
-                log(WARN, "the journal has no transaction", tid, "but the meter runs one: it is ended as", tid)
-                self._ahead({"tid": tid, "evse_id": "", "t": None, "phase": _STOPPING})
+                log(WARN, "journal lost", tid, "that the meter runs: ending it")
+                self._save({"tid": tid, "evse_id": "", "t": None, "phase": _STOPPING})
                 tx = self.journal.open
             if tx and tx["tid"] == tid:
                 if await self._meter.active():
                     if tx.get("phase") != _STOPPING:
-                        self._phase(_STOPPING, True)
+                        self._phase(_STOPPING)
                     await self._meter.end(tx.get("meta"), self._clock())
                 elif tx.get("phase") != _STOPPING:
                     self.journal.save(None)
@@ -139,7 +135,7 @@ class SignedTransactions:
         except (ModbusError, MeterError) as e:
             what = tid or "(all)"
             return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
-        except _Unjournaled as e:
+        except OSError as e:
             return reply(_FAILED, "transaction %s not stopped: %s" % (tid or "(all)", e))
         try:
             text = self._signed_reply(record)
@@ -173,29 +169,27 @@ class SignedTransactions:
             return
         tx = self.journal.open
         if tx:
-            self._phase(_STOPPING, True)
+            self._phase(_STOPPING)
         await self._meter.end(tx.get("meta") if tx else None, self._clock())
         self.journal.save(None)
-        tid = tx["tid"] if tx else "(unknown to the journal)"
+        tid = tx["tid"] if tx else "(unknown)"
         log(WARN, "stopped the meter's transaction", tid, why)
         try:
             _undelivered(tid, await self._meter.record())
         except (ModbusError, MeterError) as e:
-            log(ERROR, "signed record of transaction", tid, "not delivered, nor readable:", e)
+            log(ERROR, "signed record of transaction", tid, "not delivered:", e)
 
-    def _ahead(self, tx):
-        """Journal tx before the step on the meter it announces; _Unjournaled when storage cannot."""
+    def _save(self, tx, ahead=True):
+        """Journal tx; ahead of the step on the meter it announces, OSError when storage cannot (after a
+        step, the journal holds it and storage gets it at the next save that works)."""
         why = self.journal.save(tx)
-        if why:
-            raise _Unjournaled(why)
+        if why and ahead:
+            raise OSError(why)
 
-    def _phase(self, phase, ahead=False):
+    def _phase(self, phase, ahead=True):
         tx = dict(self.journal.open)
         tx["phase"] = phase
-        if ahead:
-            self._ahead(tx)
-        else:
-            self.journal.save(tx)  # after the step: the journal holds it, and storage at the next save that works
+        self._save(tx, ahead)
 
 
 def _undelivered(tid, record):
