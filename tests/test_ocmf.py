@@ -25,7 +25,8 @@ from meterbridge.sim.ocmf import padded_der
 ISKRA = "iskra_wm3m4c"
 # The signing code and its buffers take ~13 KB of heap (.mpy in RAM: ocmf/iskra.py 6.8 KB, ocmf/session.py 4 KB;
 # 1 KB record buffer, the dataset slots). A request with 200 escaped identification characters (4 KB max_payload)
-# then needs about 124k (fails at 120k since the plausibility check and read-limit learning): the tests use 128k.
+# then needs about 124k (112k before the plausibility check, storage and journal recovery and read-limit
+# learning, code loaded into RAM on this 64-bit port), so the tests use 128k.
 # With the code in ROMFS (MB_FORM=rom) 84k passes and 80k does not. MB_HEAPSIZE overrides.
 SIGNING_HEAP = os.environ.get("MB_HEAPSIZE", "128k")
 ENERGY = "energy_Wh_import.total"

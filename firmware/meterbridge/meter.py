@@ -191,9 +191,7 @@ class Meter:
             v = raw[j]
             e = self._exps[j]
             if v is not None and e is not None:
-                at = j * FIELD_BYTES
-                m, e = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])
-                why = self._implausible(j, m, e, now)
+                why = self._implausible(j, v[0], v[1] + t[j * FIELD_BYTES + EXP10] - EXP10_BIAS + e, now)
                 if why:
                     for k in range(self.profile.count):
                         raw[k] = None

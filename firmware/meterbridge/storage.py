@@ -5,6 +5,7 @@ directory differs. Storage that cannot be written (a full or read-only filesyste
 file) never raises: write says why, the log says so once, and "writable" again when writing works.
 """
 
+import gc
 import os
 
 from .log import ERROR, INFO, log
@@ -20,9 +21,9 @@ class Storage:
             os.mkdir(root)
         except OSError:
             pass  # already there, or the probe says why not
-        self.failing = self.write("probe", b"") is not None
-        if not self.failing:
+        if self.write("probe", b"") is None:
             os.remove(self._path("probe"))
+        gc.collect()  # the probe's garbage goes before the long-lived objects made next could pin it as holes
 
     def _path(self, name):
         return self.root + "/" + name
