@@ -10,9 +10,10 @@ unloaded when the transfer ends. Protocol (the host side is host/meterbridge/upd
   `<sha256> <size> <path>`), then its files in its order; each file is hashed as it is written, so the
   HMAC over the manifest's hash covers every byte. An empty chunk ends the stream.
 - status (out): {"re", "state": "ready" | "receiving" | "switching" | "refused", "why"}, {"ack": offset}
-  after each chunk, {"want": offset} when one went missing.
-A firmware goes to the slot not running (a/b) with its MANIFEST; a config is checked as start-up
-checks it, then becomes config.a.json or config.b.json. Either starts as a trial (slots.py).
+  after each chunk, {"want": offset} when one went missing; `switching` carries the heap floor seen.
+A firmware goes to the slot not running (a/b) with its MANIFEST; a config (JSON with an update_key)
+becomes config.a.json or config.b.json. Either starts as a trial (slots.py), whose start-up checks
+the config's every field.
 This module holds the stream; update_cmd (commands) and update_switch (the end) are loaded for
 their moment only, so a transfer needs little more RAM than this module and one chunk.
 """
@@ -63,10 +64,6 @@ def _makedirs(path):
             os.mkdir(path[:at])
         except OSError:
             pass  # there already
-
-
-def busy():
-    return _t is not None
 
 
 def _part(name):
