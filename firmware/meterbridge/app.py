@@ -85,7 +85,8 @@ class App:
         subs = list(self._routes)
         self._beacon = None
         if any(mod.tx.signs for mod in self.modules):  # only a key has to follow EVerest's restarts
-            self._beacon = self.modules[0].topics.beacon
+            # an EVerest API module is up (everest_api_module_helpers/src/ApiHelper.cpp, publish_ready_beacon)
+            self._beacon = (cfg["broker"]["prefix"] + "everest_api/ready_beacon").encode()
             subs.append(self._beacon)
         self.link = MqttLink(cfg["broker"], subs, self._on_message, self._on_connect, rx)
 
@@ -113,7 +114,7 @@ class App:
         topic = mod.topics.reply(reply_to)
         for m in self.modules:  # never onto one of our own topics (a reply there is a bogus value or request)
             t = m.topics
-            if topic in (t.values, t.check, t.public_key, t.beacon) or topic in t.requests:
+            if topic in (t.values, t.check, t.public_key, self._beacon) or topic in t.requests:
                 log.log(log.WARN, "replyTo refused, our own topic:", reply_to)
                 return
         self.link.publish(topic, text)

@@ -54,7 +54,6 @@ class Topics:
         self.values = (base + "m2e/powermeter_values").encode()
         self.check = (base + "m2e/communication_check").encode()
         self.public_key = (base + "m2e/public_key_ocmf").encode()
-        self.beacon = (prefix + "everest_api/ready_beacon").encode()  # an EVerest API module is up (ApiHelper.cpp)
         self.requests = {
             (base + "e2m/start_transaction").encode(): START,
             (base + "e2m/stop_transaction").encode(): STOP,
