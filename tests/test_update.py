@@ -207,8 +207,13 @@ def test_a_config_update_is_checked_then_committed(board):
     assert result["state"] == "rolled back", result
     assert "config: meters[0].slave: must be an integer 1..247" in result["why"]
     assert (state(b)["config"], state(b)["trial"]) == ("config.json", None)
-    good = dict(b.config, meters=[dict(b.config["meters"][0], meter_id="renamed")])
-    assert update(b, 7, {"config.json": json.dumps(good).encode()}, kind="config")["state"] == "committed"
+    good = b.dir.parent / "edited-config.json"  # what a user edits and sends: `meterbridge update --config-only`
+    good.write_text(json.dumps(dict(b.config, meters=[dict(b.config["meters"][0], meter_id="renamed")])))
+    done = subprocess.run([sys.executable, "-m", "meterbridge.main", "update", "--config", str(good), "--config-only",
+                           "--version", "7", "--health", str(HEALTH_S), "--deadline", "30"],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0 and "version 7 committed" in done.stdout, done.stdout + done.stderr
+    assert KEY not in done.stdout + done.stderr
     assert state(b)["config"] == "config.a.json"
     with b.everest() as ev:
         assert ev.wait_for("powermeter_values", timeout=15, start=ev.mark()).value["meter_id"] == "renamed"
