@@ -1,11 +1,12 @@
 #!/bin/sh
-# Make sure the system programs `make test` needs exist: mosquitto (the broker every firmware test
-# talks to) and socat (the pty the deploy tests put mpremote on). Installed from apt when root, else
-# named with the command that installs them: a missing one fails set-up instead of skipping tests.
+# Make sure the system programs `make test` needs exist: mosquitto (the broker every firmware test talks
+# to), socat (the pty the deploy tests put mpremote on) and tmux (the terminal the demo test watches).
+# Installed from apt when root, else named with the command that installs them: a missing one fails
+# set-up instead of skipping tests. Each Debian package is named like its program.
 PATH="$PATH:/usr/sbin:/sbin"
 missing=""
-for pair in mosquitto:mosquitto socat:socat; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+for program in mosquitto socat tmux; do
+    command -v "$program" >/dev/null 2>&1 || missing="$missing $program"
 done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ]; then
