@@ -15,6 +15,7 @@ _COMMANDS = {
     "demo": ("demo", "the bridge under the unix port against a simulated meter and a local mosquitto"),
     "run": ("run", "run the firmware under the MicroPython unix port"),
     "sim": ("sim", "simulate Modbus RTU meters on a pty or serial port"),
+    "scan": ("scan", "find the meters on an RS-485 bus: line settings, slave ids, profiles, read limits"),
     "monitor": ("monitor", "watch and drive the EVerest powermeter API like EVerest does"),
     "status": ("status", "every board on a broker, from its state topic, as a live table"),
     "logs": ("logs", "follow one board's warn and error lines"),
