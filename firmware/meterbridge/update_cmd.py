@@ -75,6 +75,9 @@ def check(app, msg, oversize):
                       (version, max(st["version"], st["last"])))
     if req["kind"] not in ("firmware", "config"):
         raise Refused("unknown kind %r" % req["kind"])
+    h, d = req["health_s"], req["deadline_s"]
+    if not (type(h) is int and type(d) is int and 0 < h < d <= 3600):
+        raise Refused("health_s and deadline_s: whole seconds, 0 < health_s < deadline_s <= 3600")
     return req
 
 

@@ -78,6 +78,8 @@ def _target(args):
 def run(args):
     if args.config_only and not args.config:
         raise CommandError("--config-only sends the file given with --config")
+    if not 0 < args.health < args.deadline <= 3600:
+        raise CommandError("--health and --deadline: 0 < health < deadline <= 3600 seconds")
     host, port, client_id, key, opts, doc = _target(args)
     version = args.version or int(time.time())
     try:
