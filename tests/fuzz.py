@@ -1,4 +1,5 @@
-"""Malformed EVerest requests: random bytes, wrong JSON types, deep nesting, huge strings, odd replyTo."""
+"""Malformed EVerest requests (random bytes, wrong JSON types, deep nesting, huge strings, odd replyTo), and
+meter replies that lie with a valid CRC (wrong byte count, wrong length, another slave or function)."""
 
 import json
 import random
@@ -8,6 +9,7 @@ import paho.mqtt.client as mqtt
 
 from conftest import wait_until
 from restarts import Recorder
+from rtu import crc16
 
 BAD_REPLY_TOS = ["evil/topic", "everest_api/+/x", "everest_api/#", "#", "", None, 42, ["x"], {"a": 1},
                  "everest_api/" + "x" * 300, "/everest_api/x"]
@@ -91,3 +93,24 @@ def storm(bridge, port, count, seed=7):
     finally:
         pub.loop_stop()
         rec.close()
+
+
+def lying_replies(seed, count):
+    """(read request, reply frame with a valid CRC, whether the reply is the well-formed answer to it)."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        slave, fc, n = rng.randrange(1, 248), rng.choice((3, 4)), rng.randrange(1, 126)
+        request = bytes((slave, fc)) + rng.randrange(65536 - n).to_bytes(2, "big") + n.to_bytes(2, "big")
+        data, count_byte, head = 2 * n, 2 * n, (slave, fc)
+        lie = rng.randrange(5)
+        if lie == 1:  # a register more or less, the byte count saying so
+            data = count_byte = max(0, min(250, 2 * n + rng.choice((-2, -1, 1, 2))))
+        elif lie == 2:  # the right length, another byte count
+            count_byte = rng.choice([b for b in range(256) if b != 2 * n])
+        elif lie == 3:  # any length at all, the byte count saying so
+            data = count_byte = rng.randrange(251)
+        elif lie == 4:  # another slave or function
+            head = rng.choice(((slave % 247 + 1, fc), (slave, 7 - fc)))
+        body = bytes((*head, count_byte)) + rng.randbytes(data)
+        frame = body + crc16(body).to_bytes(2, "little")
+        yield request, frame, head == (slave, fc) and count_byte == data == 2 * n

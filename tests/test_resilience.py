@@ -1,5 +1,6 @@
 """Faults the bridge must ride out: broker restarts, meter faults, garbage requests, stalled tasks."""
 
+import json
 import os
 import subprocess
 import time
@@ -7,7 +8,7 @@ import time
 import pytest
 
 from conftest import flatten
-from fuzz import storm
+from fuzz import lying_replies, storm
 from fw import run
 from meterbridge import build, paths
 from meterbridge.everest import dump
@@ -86,6 +87,16 @@ def test_implausible_datasets_are_refused_whole_and_counted():
     # than any power; the -3.9e32 a shifted reply gave; fine, and the refused cycles left the dataset alone
     assert verdicts == ["ok", "implausible", "ok", "implausible", "implausible", "implausible", "implausible", "ok",
                         "1001250", "5"]
+
+
+def test_a_reply_with_a_valid_crc_is_taken_only_when_it_answers_the_request():
+    cases = list(lying_replies(15, int(os.environ.get("MB_FUZZ_COUNT", "2000"))))
+    stdin = "".join(json.dumps({"request": q.hex(), "reply": r.hex()}) + "\n" for q, r, _ in cases)
+    verdicts = run("reply_cases.py", stdin).split()
+    assert len(verdicts) == len(cases)
+    wrong = [(q.hex(), r.hex(), v) for (q, r, good), v in zip(cases, verdicts, strict=True) if (v == "ok") != good]
+    assert wrong == [], wrong[:5]
+    assert 0.1 < verdicts.count("ok") / len(cases) < 0.5, "both kinds are drawn"
 
 
 def test_a_meter_that_lies_about_its_byte_count_publishes_nothing(bridge):
