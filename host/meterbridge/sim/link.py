@@ -80,7 +80,13 @@ class SerialLink:
     def __init__(self, port, baud, parity):
         self.name, self.baud, self.parity = port, baud, parity
         self.char = char_time(baud, parity)
-        self._port = serial.Serial(port, baud, parity=parity, timeout=0)
+        try:
+            self._port = serial.Serial(port, baud, parity=parity, timeout=0)
+        except (termios.error, serial.SerialException):
+            if parity == "N":
+                raise
+            # a pty (socat's too) refuses PARENB with EINVAL: serve without the bit, timing the parity bit as on a pty
+            self._port = serial.Serial(port, baud, timeout=0)
 
     def fileno(self):
         """The port's descriptor, for select."""
