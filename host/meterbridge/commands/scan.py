@@ -5,6 +5,10 @@ frame from that id (values or an exception) means a device is there. Each device
 every profile's fields and the profile whose registers answer with the most plausible values is named
 (frequency 45-65 Hz weighs most). Its read limit is found by bisection: the longest read from its first
 register that is answered. The whole scan keeps to --deadline.
+
+Anchor: mbmd's scan (volkszaehler/mbmd fb8f9c2, cmd/scan.go) walks ids 1..247 at one line setting given by
+the user, reads each known type's L1 voltage and takes a value within 10 % of 110 or 230 V as that type. Here
+every line setting is tried and a profile is chosen by all of its fields, the voltage test included.
 """
 
 import argparse
@@ -28,6 +32,7 @@ MAX_READ = 125  # Modbus Application Protocol v1.1b3, 6.3/6.4
 _RANGES = {"voltage_V": (50, 1000), "current_A": (0, 10000), "power_W": (0, 3e7), "VAR": (0, 3e7),
            "frequency_Hz": (45, 65), "energy_Wh_import": (0, 1e11), "energy_Wh_export": (0, 1e11)}
 _FREQUENCY_WEIGHT = 5
+_MAINS = (110, 230)  # nominal voltages: a reading within 10 % of one counts double (mbmd's scan test)
 
 
 def add_arguments(parser):
@@ -172,6 +177,8 @@ def _score(line, slave, profile):
                 return None, f"{path} implausible"
             continue
         score += _FREQUENCY_WEIGHT if path.startswith("frequency") else 1
+        if path.startswith("voltage") and any(abs(value - v) <= v // 10 for v in _MAINS):
+            score += 1
         if path.startswith(("frequency", "voltage_V.L1", "energy_Wh_import.total")):
             shown.append(f"{path.partition('.')[0]} {float(value):.6g}")
     return score, ", ".join(shown)
