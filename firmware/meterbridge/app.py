@@ -341,7 +341,9 @@ class App:
                 steps, wait_ms = mod.tx.worst()
                 requests = max(requests, wait_ms + steps * tasks * per)
                 keys += tasks * per
-        sup.watch("requests", requests + keys + 2 * _SLACK_MS)  # beats after each request (and idle each second)
+        # it beats after each request (and idle each second); a reply's publish may block on the socket as a
+        # connect does, a journal write on flash takes a few ms
+        sup.watch("requests", requests + keys + _LINK_DEADLINE_MS)
 
     def run_forever(self):
         asyncio.run(self.run())

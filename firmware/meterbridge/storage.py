@@ -52,7 +52,7 @@ class Storage:
                 os.remove(tmp)  # a half-written file only takes space
             except OSError:
                 pass
-            n = e.args[0] if e.args else 0  # ENOSPC, EROFS, ENOTDIR: the same numbers on both ports
+            n = e.args[0] if e.args else 0  # ENOSPC, EROFS, ENOTDIR: these numbers on both ports (py/mperrno.h)
             why = "storage %s: cannot write %s (%s)" % (
                 self.root, name, "full" if n == 28 else "read-only" if n == 30 else "not a directory" if n == 20 else e)
             if not self.failing or name == "probe":
