@@ -86,6 +86,48 @@ def test_an_unreadable_journal_is_kept_aside(tmp_path, bad):
     assert "unreadable; kept as .bad" in err
 
 
+_ODD = [None, True, 0, -1, 1.5, "", "x", [], {}, ["running"], {"tid": "t"}]
+
+
+def _mutant(rng):
+    """A journal with one field missing, of another type or unknown; or a valid one."""
+    doc = {"v": 2, "seq": rng.randrange(5), "open": dict(TX) if rng.random() < 0.7 else None,
+           "last": rng.choice([None, "t0"])}
+    where = doc["open"] if doc["open"] and rng.random() < 0.7 else doc
+    key = rng.choice(sorted(where) + ["extra"])
+    choice = rng.randrange(3)
+    if choice == 0:
+        where.pop(key, None)
+    elif choice == 1:
+        where[key] = rng.choice(_ODD)
+    return doc
+
+
+def _usable(doc):
+    """The journal format, every field of its type: what the firmware may rely on once a journal loaded."""
+    if not isinstance(doc, dict) or "open" not in doc or type(doc.get("seq")) is not int:
+        return False
+    tx, last = doc["open"], doc.get("last")
+    return (last is None or isinstance(last, str)) and (
+        tx is None or (isinstance(tx, dict) and isinstance(tx.get("tid"), str) and isinstance(tx.get("evse_id"), str)
+                       and (tx.get("t") is None or type(tx["t"]) is int)
+                       and tx.get("phase") in (None, "starting", "running", "stopping")
+                       and isinstance(tx.get("meta", ""), str)))
+
+
+def test_journals_of_every_shape_load_whole_or_are_kept_aside(tmp_path):
+    rng = random.Random(15)
+    docs = [_mutant(rng) for _ in range(300)]
+    states, err = journal(tmp_path, *(["try", json.dumps(d)] for d in docs))
+    assert len(states) == len(docs)
+    for doc, state in zip(docs, states, strict=True):
+        want = {"open": doc["open"], "last": doc.get("last"), "seq": doc["seq"]} if _usable(doc) else \
+            {"open": None, "last": None, "seq": 0}
+        assert state == want, doc
+    refused = sum(not _usable(d) for d in docs)
+    assert err.count("unreadable; kept as .bad") == refused and 50 < refused < 250, refused
+
+
 def test_a_kill_while_writing_leaves_the_old_or_the_new_journal(tmp_path):
     rng = random.Random(11)
     seq = 0

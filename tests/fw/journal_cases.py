@@ -1,7 +1,8 @@
 """The firmware's journal on unix storage: commands as JSON lines on stdin, the journal's state out.
 
 Argument 1 is the storage directory. ["save", open, last] saves and prints the state; ["load"]
-opens the journal afresh and prints it; ["churn"] saves new transactions until killed.
+opens the journal afresh and prints it; ["try", text] writes text as the journal file, opens and prints it;
+["churn"] saves new transactions until killed.
 """
 
 import json
@@ -26,6 +27,9 @@ while True:
     if cmd[0] == "save":
         journal.save(cmd[1], cmd[2])
     elif cmd[0] == "load":
+        journal = Journal(storage, "pm1")
+    elif cmd[0] == "try":  # a journal file with these contents, then loaded
+        storage.write("tx-pm1.json", cmd[1])
         journal = Journal(storage, "pm1")
     else:
         print("churning")
