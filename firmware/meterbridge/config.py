@@ -12,8 +12,8 @@ from micropython import const
 _MAX_BYTES = const(8192)  # eight meters on Ethernet take about 3 KB
 _MAX_DEPTH = const(8)  # config.json nests 4 deep ({"meters": [{"uart": {…}}]})
 _MAX_METERS = const(8)
-_MQTT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-_PHYS = ("LAN8710", "LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8041", "KSZ8081")  # network.PHY_* on ESP32
+_MQTT_ID_CHARS = const(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_PHYS = const(("LAN8710", "LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8041", "KSZ8081"))  # network.PHY_* on ESP32
 # ESP32 datasheet v4.x §2.2 (Pin Description): GPIO 0..39; 34..39 are input only (toolchain.md §6); 24 and 28..31
 # are no pins: machine.Pin refuses them (micropython ports/esp32/machine_pin.h at 1c3c201, CONFIG_IDF_TARGET_ESP32)
 _GPIO_MAX = const(39)
@@ -21,7 +21,8 @@ _INPUT_ONLY = const(34)
 _QUOTE = const(34)  # '"' in a JSON text's bytes
 _BACKSLASH = const(92)
 # the known keys of each object are written where the object is checked (a table here would cost RAM: every
-# global name is interned for good on a board)
+# global name is interned for good on a board). Strings are checked as bytes: iterating a str interns each of its
+# characters as a qstr, and those stay in RAM for good too.
 
 collected = None  # None: stop at the first problem (the board); a list: note every problem in it (the host)
 
@@ -65,16 +66,16 @@ def _obj(d, where, keys, reason="must be an object"):
     return True
 
 
-def _str(d, key, where, default=None, hi=64, empty=False, bad=""):
+def _str(d, key, where, default=None, hi=64, empty=False, bad=b""):
     """d[key] or default: a string of 1..hi characters (0.. with empty), no control character and none of bad."""
     v = d.get(key, default)
     where += key
     if not (_check(isinstance(v, str) and (empty or v != ""), where, "must be a string" if empty else
                    "must be a non-empty string") and _check(len(v) <= hi, where, "longer than %d characters" % hi)):
         return None
-    for c in v:
-        if c < " " or c in bad:
-            _check(False, where, "must not contain %r" % c)
+    for c in v.encode():
+        if c < 0x20 or c in bad:
+            _check(False, where, "must not contain %r" % chr(c))
             break
     return v
 
@@ -110,7 +111,7 @@ def _broker(d):
     b = {
         "host": _str(d, "host", w, None, 253),  # a DNS name has at most 253 characters (RFC 1035 §2.3.4)
         "port": _int(d, "port", w, 1883, 1, 65535),
-        "prefix": _str(d, "prefix", w, "", 64, True, "+#"),
+        "prefix": _str(d, "prefix", w, "", 64, True, b"+#"),
         "client_id": _str(d, "client_id", w, "meterbridge"),
         "keepalive": _int(d, "keepalive", w, 30, 5, 3600),
         "username": None if d.get("username") is None else _str(d, "username", w, None, 128),
@@ -119,7 +120,8 @@ def _broker(d):
         "max_payload": _int(d, "max_payload", w, 2048, 256, 16384),  # README: The EVerest API
     }
     cid = b["client_id"]
-    _check(cid is None or all(c in _MQTT_ID_CHARS for c in cid), w + "client_id", "use letters, digits, '_' and '-'")
+    _check(cid is None or all(c in _MQTT_ID_CHARS for c in cid.encode()), w + "client_id",
+           "use letters, digits, '_' and '-'")
     password = d.get("password") is not None
     _check((d.get("username") is None) != password, w + "password", "username and password go together")
     plain = _bool(d, "allow_plain_password", w)
@@ -157,7 +159,7 @@ def _meter(d, i, supported_baud):
     w += "."
     # the module id is a topic level and, by default, the meter_id inside the JSON: none of /+#"\
     m = {
-        "module_id": _str(d, "module_id", w, None, 64, False, "/+#\"\\"),
+        "module_id": _str(d, "module_id", w, None, 64, False, b"/+#\"\\"),
         "profile": _str(d, "profile", w, None, 128),
         "slave": _int(d, "slave", w, 1, 1, 247),  # Modbus over serial line v1.02, 2.2: 1..247
         "baud": _int(d, "baud", w, 9600, 1200, 230400),
@@ -167,7 +169,7 @@ def _meter(d, i, supported_baud):
         "retries": _int(d, "retries", w, 1, 0, 5),
         "uart": _uart(d.get("uart"), w + "uart"),
     }
-    m["meter_id"] = _str(d, "meter_id", w, None, 64, False, "\"\\") if "meter_id" in d else m["module_id"]
+    m["meter_id"] = _str(d, "meter_id", w, None, 64, False, b"\"\\") if "meter_id" in d else m["module_id"]
     if not _check(m["parity"] in ("N", "E", "O"), w + "parity", "must be 'N', 'E' or 'O'"):
         m["parity"] = None
     _check(m["baud"] is None or supported_baud(m["baud"]), w + "baud", "not supported on this platform")
@@ -221,8 +223,8 @@ def _network(d):
          "wifi": d.get("wifi"), "ethernet": d.get("ethernet")}
     if n["hostname"] is not None:
         # network.hostname() refuses more than 32 characters (MICROPY_PY_NETWORK_HOSTNAME_MAX_LEN)
-        host, chars = _str(d, "hostname", w, None, 32), _MQTT_ID_CHARS[:-2] + "-"
-        _check(host is None or all(c in chars for c in host), w + "hostname",
+        host, chars = _str(d, "hostname", w, None, 32), _MQTT_ID_CHARS[:-2] + b"-"
+        _check(host is None or all(c in chars for c in host.encode()), w + "hostname",
                "use letters, digits and '-'")
     wifi, eth = n["wifi"], n["ethernet"]
     _check(wifi is None or eth is None, "network", "wifi or ethernet, not both")
@@ -263,7 +265,7 @@ def parse(doc, supported_baud=lambda b: True):
     }
     key = cfg["update_key"]  # HMAC-SHA256 key of updates over MQTT (update.py); secret
     _check(key is None or isinstance(key, str) and 32 <= len(key) <= 128 and len(key) % 2 == 0
-           and all(c in "0123456789abcdefABCDEF" for c in key), "update_key", "must be 32 to 128 hex digits")
+           and all(c in b"0123456789abcdefABCDEF" for c in key.encode()), "update_key", "must be 32 to 128 hex digits")
     ids = [m and m["module_id"] for m in cfg["meters"]]
     for i, mid in enumerate(ids):
         _check(mid is None or mid not in ids[:i], "meters[%d].module_id" % i, "duplicate %r" % mid)
