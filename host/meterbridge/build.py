@@ -16,6 +16,16 @@ def mpy_cross():
     return found
 
 
+def source_name(rel):
+    """What tracebacks name the file of module rel ("meterbridge/modbus/rtu.py"): its dotted name
+    ("meterbridge.modbus.rtu"). Importing a module interns that name anyway; a path as the name would be one more
+    qstr per module, which a board keeps in RAM for good (a qstr is never freed)."""
+    parts = list(Path(rel).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
 def compile_tree(src, dest, arch=None):
     """src/**/*.py -> dest/**/*.mpy (main.py and boot.py stay source, as MicroPython runs them by name)."""
     src, dest = Path(src), Path(dest)
@@ -32,7 +42,7 @@ def compile_tree(src, dest, arch=None):
         if keep_source:
             shutil.copyfile(py, target)
             continue
-        cmd = [tool, "-o", str(target), "-s", str(rel)]
+        cmd = [tool, "-o", str(target), "-s", source_name(rel)]
         if arch:
             cmd.insert(1, f"-march={arch}")
         subprocess.run(cmd + [str(py)], check=True, capture_output=True, text=True)

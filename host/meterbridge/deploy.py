@@ -83,12 +83,12 @@ def _mpy_cross_or_fail():
 
 
 def _compile(src, out, name, arch):
-    """src -> out with mpy-cross, unless out is newer; name is what tracebacks show."""
+    """src -> out with mpy-cross, unless out is newer; tracebacks name the file by its module (build.source_name)."""
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return out.read_bytes()
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([_mpy_cross_or_fail(), f"-march={arch}", "-s", name, "-o", str(out), str(src)],
-                          capture_output=True, text=True)
+    cmd = [_mpy_cross_or_fail(), f"-march={arch}", "-s", build.source_name(name), "-o", str(out), str(src)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise CommandError(f"mpy-cross {src}: {done.stderr.strip()}")
     return out.read_bytes()
