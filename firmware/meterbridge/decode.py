@@ -7,7 +7,7 @@ m * 2**e exactly, which is m * 5**-e * 10**e: an integer and a power of ten, car
 from micropython import const
 
 TYPES = ("u16", "s16", "u32", "s32", "u64", "s64", "f32", "t5", "t6")  # raw() takes an index into it
-_WIDTHS = b"\x01\x01\x02\x02\x04\x04\x02\x02\x02"  # registers each type occupies
+_WIDTHS = const(b"\x01\x01\x02\x02\x04\x04\x02\x02\x02")  # registers each type occupies
 S16 = const(1)
 _S32 = const(3)
 _S64 = const(5)

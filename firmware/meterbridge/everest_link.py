@@ -12,7 +12,7 @@ import json
 
 from micropython import const
 
-_API = "everest_api/1/powermeter/"
+_API = const("everest_api/1/powermeter/")
 _MAX_REPLY_TOPIC = const(200)
 _MAX_ID = const(64)  # a signing meter's journal keeps it; EVerest's are UUIDs (36 characters)
 _ECHO = const(40)  # at most this much of a bad value is quoted back

@@ -4,7 +4,7 @@ from micropython import const
 
 _QUOTE = const(0x22)
 _BACKSLASH = const(0x5C)
-_HEX = b"0123456789abcdef"
+_HEX = const(b"0123456789abcdef")
 
 
 def string_size(data):

@@ -33,12 +33,12 @@ _SLACK_WH = const(1000)  # energy may grow this much more than the largest power
 OBJECT = const(0)  # index into powermeter.OBJECTS
 KEY = const(1)  # index into powermeter.KEYS
 TYPE = const(2)  # index into decode.TYPES
-EXP10 = const(3)  # the profile's exp10, plus EXP10_BIAS
-EXACT = const(4)  # 1 for energy: kept exact, never rounded to float32 digits
+_EXP10 = const(3)  # the profile's exp10, plus EXP10_BIAS
+_EXACT = const(4)  # 1 for energy: kept exact, never rounded to float32 digits
 READ = const(5)  # index into profile.reads
 OFFSET = const(6)  # byte offset of the value in that read's data
 EXP_READ = const(7)  # NO_EXP, or the read holding an s16 exponent register that scales the value
-EXP_OFFSET = const(8)
+_EXP_OFFSET = const(8)
 FIELD_BYTES = const(9)
 EXP10_BIAS = const(128)
 NO_EXP = const(255)
@@ -179,8 +179,8 @@ class Meter:
             at = j * FIELD_BYTES
             if t[at + READ] == i and skip <= t[at + OFFSET] < skip + n:
                 self._raw[j] = decode.raw(data, t[at + OFFSET] - skip, t[at + TYPE], little)
-            if t[at + EXP_READ] == i and skip <= t[at + EXP_OFFSET] < skip + n:
-                e = decode.raw(data, t[at + EXP_OFFSET] - skip, decode.S16, False)
+            if t[at + EXP_READ] == i and skip <= t[at + _EXP_OFFSET] < skip + n:
+                e = decode.raw(data, t[at + _EXP_OFFSET] - skip, decode.S16, False)
                 self._exps[j] = e[0] if e else None
 
     def _check(self, now):
@@ -191,7 +191,7 @@ class Meter:
             v = raw[j]
             e = self._exps[j]
             if v is not None and e is not None:
-                why = self._implausible(j, v[0], v[1] + t[j * FIELD_BYTES + EXP10] - EXP10_BIAS + e, now)
+                why = self._implausible(j, v[0], v[1] + t[j * FIELD_BYTES + _EXP10] - EXP10_BIAS + e, now)
                 if why:
                     for k in range(self.profile.count):
                         raw[k] = None
@@ -208,9 +208,9 @@ class Meter:
         why = None
         if (abs(m) > limit * 10**-e) if e < 0 else (abs(m) * 10**e > limit):
             why = "over %d" % limit
-        elif t[at + EXACT] and m < 0:
+        elif t[at + _EXACT] and m < 0:
             why = "negative"
-        elif t[at + EXACT] and self.dataset.lens[j] and self.last_ok is not None:
+        elif t[at + _EXACT] and self.dataset.lens[j] and self.last_ok is not None:
             m0, e0 = decode.parse(self.dataset.text, TEXT_BYTES * j, TEXT_BYTES * j + self.dataset.lens[j])
             k = min(e, e0)
             new = m * 10 ** (e - k)
@@ -243,7 +243,7 @@ class Meter:
             n = 0
             if v is not None and e is not None:
                 at = j * FIELD_BYTES
-                m, e = decode.normalise(v[0], v[1] + t[at + EXP10] - EXP10_BIAS + e, t[at + EXACT])
+                m, e = decode.normalise(v[0], v[1] + t[at + _EXP10] - EXP10_BIAS + e, t[at + _EXACT])
                 s = decode.to_text(m, e).encode()
                 if len(s) <= TEXT_BYTES:
                     n = len(s)

@@ -42,7 +42,7 @@ _BURST = const(16)  # packets taken per look before other tasks get a turn
 _TCP_MS = const(1000)  # a TCP connect not answered by then is given up (a host that is down)
 _HANDSHAKE_MS = const(10000)  # TLS, CONNACK and SUBACK, from the TCP connect on
 # CONNACK return codes 1..5, MQTT 3.1.1 section 3.2.2.3
-_REFUSED = "bad protocol version|client id rejected|server unavailable|bad user name or password|not authorised"
+_REFUSED = const("bad protocol version|client id rejected|server unavailable|bad user name or password|not authorised")
 # what a broken stream or a broker that is not MQTT raises here or in umqtt (its asserts included)
 _ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError, AssertionError)
 

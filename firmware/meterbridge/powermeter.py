@@ -13,7 +13,7 @@ OBJECTS = ("energy_Wh_import", "energy_Wh_export", "power_W", "voltage_V", "curr
 KEYS = ("total", "L1", "L2", "L3", "N", "DC")  # DC: a DC meter's voltage_V and current_A (units.yaml)
 _IMPORT = const(0)  # energy_Wh_import: EVerest requires its total
 # units.yaml: Energy, Power and ReactivePower require "total"; Frequency requires "L1"
-_REQUIRED = b"\x00\x00\x00\xff\xff\x01\x00"  # per object: index into KEYS, or _ANY
+_REQUIRED = const(b"\x00\x00\x00\xff\xff\x01\x00")  # per object: index into KEYS, or _ANY
 _ANY = const(0xFF)
 
 

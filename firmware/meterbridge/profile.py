@@ -32,7 +32,7 @@ _OCMF = {"iskra": ("state", "command", "status", "zone", "time", "metadata_lengt
 # meters, power is three phases of both; 10^11 Wh is beyond any 8-digit kWh register.
 _VOLTS = const(1000)
 _AMPS = const(10000)
-_LIMITS = (10**11, 10**11, 3 * _VOLTS * _AMPS, _VOLTS, _AMPS, 100, 3 * _VOLTS * _AMPS)
+_LIMITS = const((10**11, 10**11, 3 * _VOLTS * _AMPS, _VOLTS, _AMPS, 100, 3 * _VOLTS * _AMPS))
 
 
 class Profile:

@@ -12,9 +12,9 @@ from micropython import const
 from .everest_link import reply
 from .log import INFO, log
 
-_OK = "OK"
+_OK = const("OK")
 _MAX_ID = const(64)  # longer ids are answered alike but not tracked (EVerest's are UUIDs, 36 characters)
-_NOT_SUPPORTED = "NOT_SUPPORTED"
+_NOT_SUPPORTED = const("NOT_SUPPORTED")
 
 
 class Transactions:

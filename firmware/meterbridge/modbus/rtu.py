@@ -4,16 +4,16 @@ from micropython import const
 
 FC_READ_HOLDING = const(3)
 FC_READ_INPUT = const(4)
-FC_WRITE_SINGLE = const(6)
-FC_WRITE_MULTIPLE = const(16)
+_FC_WRITE_SINGLE = const(6)
+_FC_WRITE_MULTIPLE = const(16)
 MAX_READ = const(125)  # Modbus Application Protocol v1.1b3, 6.3/6.4: 1..125 registers
-MAX_WRITE = const(123)  # 6.12: 1..123 registers
+_MAX_WRITE = const(123)  # 6.12: 1..123 registers
 
 
 # CRC of each 4-bit value, little-endian: 32 bytes that stay in flash, where a byte-wise table would take
 # 512 bytes of RAM
-_NIBBLES = (b"\x00\x00\x01\xcc\x01\xd8\x00\x14\x01\xf0\x00\x3c\x00\x28\x01\xe4"
-            b"\x01\xa0\x00\x6c\x00\x78\x01\xb4\x00\x50\x01\x9c\x01\x88\x00\x44")
+_NIBBLES = const(b"\x00\x00\x01\xcc\x01\xd8\x00\x14\x01\xf0\x00\x3c\x00\x28\x01\xe4"
+                 b"\x01\xa0\x00\x6c\x00\x78\x01\xb4\x00\x50\x01\x9c\x01\x88\x00\x44")
 
 
 def crc16(buf, n):
@@ -83,10 +83,10 @@ def encode_write(buf, slave, addr, words):
     buf[0] = slave
     _put16(buf, 2, addr)
     if len(words) == 1:
-        buf[1] = FC_WRITE_SINGLE
+        buf[1] = _FC_WRITE_SINGLE
         _put16(buf, 4, words[0])
         return _finish(buf, 6)
-    buf[1] = FC_WRITE_MULTIPLE
+    buf[1] = _FC_WRITE_MULTIPLE
     _put16(buf, 4, len(words))
     buf[6] = 2 * len(words)
     for i, w in enumerate(words):

@@ -41,11 +41,11 @@ _KEY_BYTES = const(64)  # public key X‖Y
 _HEAD = const(5)  # "OCMF|" before the payload in the record buffer
 _TAIL = const(154)  # |{"SD":"…"} after it: 8 + the signature's hex + 2
 # DER SubjectPublicKeyInfo header of a P-256 key, followed by X‖Y (RsIskraMeter PUBLIC_KEY_PREFIX)
-_SPKI_P256 = "3059301306072A8648CE3D020106082A8648CE3D03010703420004"
-_NO_ID = '{"FV":"1.0","IS":false,"IT":"NONE"}'  # metadata when the journal lost the transaction's own
+_SPKI_P256 = const("3059301306072A8648CE3D020106082A8648CE3D03010703420004")
+_NO_ID = const('{"FV":"1.0","IS":false,"IT":"NONE"}')  # metadata when the journal lost the transaction's own
 # one string rather than a dict of them: 0.5 KB less RAM (RsIskraMeter SignatureStatus)
-_STATUS = ("signature status %d (128 date/time, 129 checksum, 130 command, 131 state, 132 measurement, "
-           "133 test mode, 243-255 internal error)")
+_STATUS = const("signature status %d (128 date/time, 129 checksum, 130 command, 131 state, 132 measurement, "
+                 "133 test mode, 243-255 internal error)")
 
 
 def _hex(b):

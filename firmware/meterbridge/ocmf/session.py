@@ -27,13 +27,13 @@ from ..log import ERROR, WARN, log
 from ..modbus.rtu import ModbusError
 from . import MeterError
 
-_OK = "OK"
-_FAILED = "UNEXPECTED_ERROR"
-_STARTING = "starting"
-_RUNNING = "running"
-_STOPPING = "stopping"
+_OK = const("OK")
+_FAILED = const("UNEXPECTED_ERROR")
+_STARTING = const("starting")
+_RUNNING = const("running")
+_STOPPING = const("stopping")
 _REPLY_EXTRA = const(512)  # status, field names, hex public key (182 characters) and timestamp
-_CUTS = (40, 10)  # characters kept of each identification text when the metadata does not fit the meter
+_CUTS = const((40, 10))  # characters kept of each identification text when the metadata does not fit the meter
 
 
 def _cut(req, n):
