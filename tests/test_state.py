@@ -54,7 +54,8 @@ def pm1(state):
 
 
 def test_the_state_document_follows_changes_not_poll_cycles(broker, tmp_path):
-    b = Bridge(tmp_path, broker, period_ms=250, heapsize="128k")  # the topics need ~12 KB free (app.py)
+    # the meter serves 40 registers a read at most (the SDM630 profile plans longer ones): the bridge learns it
+    b = Bridge(tmp_path, broker, period_ms=250, heapsize="128k", sim_args=("--max-read", "40"))
     client_id = b.config["broker"]["client_id"]
     b.config["broker"].update(username="meter", password=PASSWORD, allow_plain_password=True)
     watch = Watch(broker, client_id)
@@ -66,6 +67,7 @@ def test_the_state_document_follows_changes_not_poll_cycles(broker, tmp_path):
         assert 0 < up["heap"]["floor"] <= up["heap"]["free"] and up["link"]["connects"] == 1
         assert pm1(up)["transaction"] is None and pm1(up)["last_error"] is None
         assert set(pm1(up)["errors"]) >= {"timeout", "crc", "exception", "garbage"}
+        assert 0 < pm1(up)["read_limits"]["max_read"] <= 40 and pm1(up)["read_limits"]["holes"] == []
         # counters move every 250 ms, but they are no change: no document before the 60 s period
         n, cycles = len(watch.states()), pm1(up)["cycles"]
         time.sleep(7)

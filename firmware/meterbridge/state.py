@@ -2,12 +2,12 @@
 
 `meterbridge/{client_id}/state` goes out on a change and every _PERIOD_S otherwise. A change is a
 meter going on- or offline, the kind of its last error changing, a transaction opening or closing,
-the clock becoming set, the link connecting again. Counters (cycles, errors, heap) move all the
-time and only ride along; a change within _GAP_S of the last document waits. The warn and error
-lines (log.sink) go to `meterbridge/{client_id}/log`, one a second, from a queue of _KEEP.
+a read limit learned, the clock becoming set, the link connecting again. Counters (cycles, errors,
+heap) move all the time and only ride along; a change within _GAP_S of the last document waits. The
+warn and error lines (log.sink) go to `meterbridge/{client_id}/log`, one a second, from a queue of _KEEP.
 
-Between documents nothing is allocated. The app loads this only when the heap has room for it at
-start-up (app.py's _REPORT_FREE): a 64k test heap goes without.
+Between documents nothing is allocated. app.py loads this once the link is up, and only when the heap
+has room for it then (_REPORT_FREE): the tightest test heaps go without.
 """
 
 import gc
@@ -25,7 +25,7 @@ _PERIOD_S = const(60)
 _GAP_S = const(5)
 _KEEP = const(6)  # log lines waiting for the link at most
 _LINE = const(160)  # characters of a log line at most
-_WATCHED = const(3)  # per meter: online, the kind of its last error, its open transaction
+_WATCHED = const(4)  # per meter: online, the kind of its last error, its open transaction, what it taught
 
 
 def umqtt_version():
@@ -106,8 +106,10 @@ class Reporter:
             m = mod.meter
             kind = m.last_error_kind  # a string of meter.ERRORS: the same object while the kind stays
             tx = mod.tx.journal.open
-            if seen[i] is not m.online or seen[i + 1] is not kind or seen[i + 2] is not tx:
-                seen[i], seen[i + 1], seen[i + 2] = m.online, kind, tx
+            taught = m.read_limits
+            taught = taught and (taught["max_read"] or 0) * 1000 + len(taught["holes"])  # a small int: no object
+            if seen[i] is not m.online or seen[i + 1] is not kind or seen[i + 2] is not tx or seen[i + 3] != taught:
+                seen[i], seen[i + 1], seen[i + 2], seen[i + 3] = m.online, kind, tx, taught
                 changed = True
             i += _WATCHED
         return changed
@@ -129,7 +131,10 @@ class Reporter:
                 "last_error": m.last_error_kind,
                 # the uptime it happened at (ticks_diff holds for about 6 days on an ESP32)
                 "last_error_s": self.uptime_s - time.ticks_diff(now, m.last_error_ticks) // 1000 if failed else None,
-                "transaction": tx and tx["tid"]}
+                "transaction": tx and tx["tid"],
+                # read limits this meter taught (learn.py): registers per read, holes [[first, last]]
+                "read_limits": m.read_limits and {"max_read": m.read_limits["max_read"],
+                                                  "holes": m.read_limits["holes"]}}
         link = app.link
         reset = getattr(hal, "reset_cause", None)  # a board's HAL has one; a process on unix just started
         return json.dumps({

@@ -14,7 +14,8 @@ NOW = 1_000_000.0
 STATE = {"firmware": "0.1.0", "umqtt": "1.3.4", "platform": "esp32", "uptime_s": 3600, "reset": "watchdog",
          "heap": {"free": 21000, "floor": 17000}, "clock": "set", "link": {"connects": 2, "refused": 0},
          "meters": {"pm1": {"online": False, "cycles": 4000, "errors": {"timeout": 7, "crc": 0},
-                            "last_error": "timeout", "last_error_s": 3590, "transaction": "tx-9"}}}
+                            "last_error": "timeout", "last_error_s": 3590, "transaction": "tx-9",
+                            "read_limits": {"max_read": 30, "holes": [[10, 11]]}}}}
 
 
 def shown(boards):
@@ -28,7 +29,7 @@ def test_the_table_has_a_row_per_meter_with_what_a_person_acts_on():
                   "cp2": {"status": "offline", "state": None, "at": None}})
     row = next(line for line in text.splitlines() if "cp1" in line)
     for want in ("online", "0.1.0", "1.3.4", "60 min (watchdog)", "21000/17000", "set", "pm1", "no", "4000",
-                 "timeout 7", "timeout (40 s ago)", "tx-9"):
+                 "timeout 7", "timeout (40 s ago)", "30, 1 holes", "tx-9"):
         assert want in row, (want, row)
     assert "crc" not in row  # kinds that never happened are left out
     assert "offline" in next(line for line in text.splitlines() if "cp2" in line)

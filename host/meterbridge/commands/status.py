@@ -110,7 +110,7 @@ def _ago(seconds):
 
 
 def _meter_rows(state, now):
-    """(meter, online, cycles, errors, last error, transaction) per meter of a state document."""
+    """(meter, online, cycles, errors, last error, read limit, transaction) per meter of a state document."""
     rows = []
     for name, m in sorted((state.get("meters") or {}).items()):
         errors = ", ".join(f"{k} {v}" for k, v in sorted((m.get("errors") or {}).items()) if v) or "-"
@@ -119,9 +119,11 @@ def _meter_rows(state, now):
             at = m.get("last_error_s")
             # the document is as old as `now`; the error happened at uptime `at`
             last += f" ({_ago(state['uptime_s'] - at + now)} ago)" if isinstance(at, int) else ""
+        taught = m.get("read_limits") or {}
+        limit = f"{taught.get('max_read') or '-'}" + (f", {len(taught['holes'])} holes" if taught.get("holes") else "")
         rows.append((name, "yes" if m.get("online") else "[red]no[/red]", str(m.get("cycles", "-")), errors,
-                     last or "-", m.get("transaction") or "-"))
-    return rows or [("-",) * 6]
+                     last or "-", limit if taught else "-", m.get("transaction") or "-"))
+    return rows or [("-",) * 7]
 
 
 def table(boards, now=None):
@@ -131,7 +133,7 @@ def table(boards, now=None):
     now = time.time() if now is None else now
     t = Table(title="meterbridge boards", title_justify="left")
     for col in ("board", "status", "firmware", "up (reset)", "heap free/floor", "clock", "meter", "online",
-                "cycles", "errors", "last error", "transaction"):
+                "cycles", "errors", "last error", "read limit", "transaction"):
         t.add_column(col, overflow="fold")
     for client_id, board in sorted(boards.items()):
         state = board.get("state") or {}
