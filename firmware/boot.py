@@ -118,5 +118,6 @@ try:
     import slots  # which code slot and config start: a new version on trial, or the committed one
 
     slots.boot()
+    del slots  # out of RAM (boot() took it out of sys.modules)
 except Exception as e:  # a broken slot state must not keep the deployed bridge from starting
     print("boot.py: slots:", repr(e))

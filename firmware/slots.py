@@ -10,7 +10,9 @@ leaves the old state or the new one:
 boot() runs before the app (boot.py on a board, meterbridge.boardrun on unix): a trial gets one
 start; if that start ends before the app commits it (a crash, a reset, a power cut, or no commit
 within deadline_s), the next boot goes back to the old slot and records why. This module is the
-boot loader's part: it is never updated over the air and imports nothing of the package.
+boot loader's part: it is never updated over the air and imports nothing of the package. It leaves
+RAM after boot() (a trial's deadline keeps its functions); sys.argv[2] == "slots" tells the app that
+a boot chose its slot, and the update code imports this module again when it needs it.
 """
 
 import json
@@ -19,9 +21,6 @@ import sys
 
 STATE = "slots.json"
 _BLANK = {"v": 1, "code": "", "config": "config.json", "version": 0, "last": 0, "trial": None, "result": None}
-
-running = None  # {"code", "config", "version", "trial": bool} of this start, once boot() ran
-
 
 def read():
     try:
@@ -43,9 +42,20 @@ def write(st):
         os.rename(tmp, STATE)
 
 
+def running():
+    """{"code", "config", "version", "trial": bool} of this start: boot() ended any trial but the one it starts."""
+    st = read()
+    cur = st["trial"] or st
+    return {"code": cur["code"], "config": cur["config"], "version": cur["version"], "trial": bool(st["trial"])}
+
+
+def booted():
+    """True when a boot chose this start's slot (updates over MQTT are on)."""
+    return sys.argv[2:3] == ["slots"]
+
+
 def boot():
-    """Choose this start's slot, put it first on sys.path and its config in sys.argv[1]."""
-    global running
+    """Choose this start's slot, put it first on sys.path, its config in sys.argv[1] and "slots" in sys.argv[2]."""
     st = read()
     t = st["trial"]
     if t and t["boots"]:
@@ -58,17 +68,17 @@ def boot():
         t["boots"] = 1
         write(st)
     cur = t or st
-    running = {"code": cur["code"], "config": cur["config"], "version": cur["version"], "trial": bool(t)}
     if cur["code"]:
         sys.path[:0] = [cur["code"], cur["code"] + "/lib"]
-    sys.argv[:] = ["main.py", cur["config"]]
+    sys.argv[:] = ["main.py", cur["config"], "slots"]
     if t:
         _arm(t["deadline_s"] * 1000)
+    sys.modules.pop(__name__, None)  # the app needs none of this in RAM
 
 
 def trial():
     """This start's trial (its health window and deadline), or None when the running version is committed."""
-    return read()["trial"] if running and running["trial"] else None
+    return read()["trial"]
 
 
 def commit():
@@ -80,14 +90,13 @@ def commit():
     st.update(code=t["code"], config=t["config"], version=t["version"], trial=None,
               result={"version": t["version"], "state": "committed", "why": None})
     write(st)
-    running["trial"] = False
 
 
 def failed(why):
     """This start on trial cannot run: record why and reset; the next boot rolls it back."""
     st = read()
     t = st["trial"]
-    if t and running["trial"]:
+    if t and t["boots"]:
         print("[meterbridge] error: this start on trial failed:", why, file=sys.stderr)
         t["why"] = t["why"] or why
         write(st)

@@ -77,7 +77,7 @@ class App:
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
         self.update = None  # (key, client_id, topic base, rx size) when a board's boot chose the slot (update.py)
-        if "slots" in sys.modules:
+        if sys.argv[2:3] == ["slots"]:  # slots.py's boot chose the code slot
             cid = cfg["broker"]["client_id"]
             self.update = (cfg["update_key"], cid, ("meterbridge/%s/update/" % cid).encode(), len(rx))
             for kind in ("cmd", "data"):
@@ -97,7 +97,10 @@ class App:
         self._faults = -1  # the link said "online": the next check says again what is wrong
         self._wake.set()
         if self.update:  # the last update's outcome (committed, or rolled back and why), retained for the host
-            result = sys.modules["slots"].read()["result"]
+            import slots
+
+            result = slots.read()["result"]
+            sys.modules.pop("slots", None)  # loaded for a moment
             if result:
                 self.link.publish(self.update[2] + b"result", json.dumps(result), True)
 
@@ -356,10 +359,15 @@ class App:
         sup.spawn("checks", self._checks)
         for mod in self.modules:
             sup.spawn("poll:" + mod.meter.module_id, lambda mod=mod: self._poll(mod))
-        if self.update and sys.modules["slots"].running["trial"]:
-            from . import commit  # a start on trial only; it unloads itself once committed
+        if self.update:
+            import slots
 
-            asyncio.create_task(commit.watch(self))
-            del commit
+            trial = slots.trial()
+            sys.modules.pop("slots", None)
+            if trial:
+                from . import commit  # a start on trial only; it unloads itself once committed
+
+                asyncio.create_task(commit.watch(self))
+                del commit
         await sup.run()
 

@@ -62,7 +62,7 @@ def check(app, msg, oversize):
     if req.get("client_id") != client_id:
         raise Refused("signed for another board")
     st = slots.read()
-    run = slots.running
+    run = slots.running()
     if req["kind"] == "hello":
         say(app, re="hello", state="ready", version=run["version"], trial=run["trial"], last=st["last"],
              platform=hal.PLATFORM, chunk=app.update[3] - 4, free=_free())
@@ -84,7 +84,7 @@ def check(app, msg, oversize):
 def start(app, req):
     """A transfer for an accepted request, into a cleared staging directory with room for it."""
     if req["kind"] == "firmware":
-        staging = "b" if slots.running["code"] == "a" else "a"
+        staging = "b" if slots.running()["code"] == "a" else "a"
     else:
         staging = "cfgstage"
     rmtree(staging)

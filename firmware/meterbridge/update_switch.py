@@ -27,7 +27,7 @@ def _check_config(path):
 
 def switch(app, req, staging, files, low):
     """The whole update is on flash in staging: make it the trial and reset into it."""
-    run = slots.running
+    run = slots.running()
     code, config = run["code"], run["config"]
     if req["kind"] == "firmware":
         code = staging

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import build, paths
 
-_BOOT = "import slots\nslots.boot()\nfrom meterbridge.start import main\nmain()\n"
+_BOOT = "import slots\nslots.boot()\ndel slots\nfrom meterbridge.start import main\nmain()\n"
 
 
 def _trial_pending(directory):
