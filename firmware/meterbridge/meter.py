@@ -128,8 +128,12 @@ class Meter:
                         if self.heard != self.cycles:  # silence is a limit only while shorter reads are answered
                             raise
                         why = _SILENT
-                from . import learn  # rarely needed: loaded the first time a read is refused
-
+                try:
+                    from . import learn  # rarely needed: loaded the first time a read is refused
+                except MemoryError:
+                    if not self.failures:
+                        log(WARN, self.module_id, "no room to load learn.py for a read it refuses: lower max_read")
+                    raise
                 await learn.pieces(self, i, why)
         except rtu.ModbusError as e:
             self._failed(e, _kind(e))
