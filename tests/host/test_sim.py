@@ -39,12 +39,10 @@ class Sim:
         cmd = [sys.executable, "-m", "meterbridge.main", "sim", "--link", str(self.link),
                "--truth", str(self.truth_path), *args]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        self.banner = ""
-        while not self.banner.startswith("sim: serving"):  # a signing meter's key line comes first
-            ready, _, _ = select.select([self.proc.stderr], [], [], 20)
-            self.banner = self.proc.stderr.readline() if ready else ""
-            if not self.banner:
-                break
+        ready, _, _ = select.select([self.proc.stderr], [], [], 20)
+        self.banner = self.proc.stderr.readline() if ready else ""
+        if self.banner.startswith("sim: OCMF public key"):  # a signing meter's key line comes first; the banner
+            self.banner = self.proc.stderr.readline()  # follows at once (and may already sit in the pipe's buffer)
         assert self.banner.startswith("sim: serving"), self.banner
         self.fd = os.open(self.link, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(self.fd)
