@@ -20,7 +20,7 @@ _FRESH_MS = const(4000)  # a meter is read at least every 2 s (app._PROBE_MS): o
 _ILLEGAL_ADDRESS = const(2)  # a register it does not have (a hole)
 _ILLEGAL_VALUE = const(3)  # a count it does not accept (too long)
 _SILENT = const(4)  # no reply at all: learn.SILENT
-# Kinds of failed cycle, counted in Meter.errors in this order: the bus's (see _kind) and a dataset the
+# Kinds of failed cycle, counted in Meter.errors in this order: the bus's (see _failed) and a dataset the
 # plausibility check refused.
 ERRORS = ("timeout", "crc", "exception", "garbage", "byte_count", "implausible")
 _GARBAGE = const(3)
@@ -99,7 +99,7 @@ class Meter:
         try:
             await self.master.read(self.slave, self.profile.fc, addr, count)
         except rtu.ModbusError as e:
-            self._failed(e, _kind(e))
+            self._failed(e)
             return
         self.failures = 0
         self.online = True
@@ -136,7 +136,7 @@ class Meter:
                     raise
                 await learn.pieces(self, i, why)
         except rtu.ModbusError as e:
-            self._failed(e, _kind(e))
+            self._failed(e)
             return False
         now = time.ticks_ms()
         why = self._check(now)
@@ -158,7 +158,16 @@ class Meter:
                 return True
         return False
 
-    def _failed(self, e, kind):
+    def _failed(self, e, kind=_GARBAGE):
+        """Count a failed cycle: of kind, or for a bus error of the kind its class says."""
+        if isinstance(e, rtu.ModbusTimeout):
+            kind = 0
+        elif isinstance(e, rtu.CrcError):
+            kind = 1
+        elif isinstance(e, rtu.ModbusExceptionReply):
+            kind = 2
+        elif isinstance(e, rtu.ByteCountError):
+            kind = 4
         self.failures += 1
         self.errors[kind] += 1
         self.last_error_kind = ERRORS[kind]
@@ -253,14 +262,3 @@ class Meter:
                     n = len(s)
                     d.text[TEXT_BYTES * j : TEXT_BYTES * j + n] = s
             d.lens[j] = n
-
-
-def _kind(e):
-    """e's index in ERRORS."""
-    if isinstance(e, rtu.ModbusTimeout):
-        return 0
-    if isinstance(e, rtu.CrcError):
-        return 1
-    if isinstance(e, rtu.ModbusExceptionReply):
-        return 2
-    return 4 if isinstance(e, rtu.ByteCountError) else _GARBAGE

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from meterbridge import meter, profile
+from meterbridge import profile
 from meterbridge.meter import ERRORS, Dataset, Meter
 from meterbridge.modbus import rtu
 
@@ -19,8 +19,12 @@ def _frame(body):
 def _verdict(req, resp):
     try:
         rtu.check_response(req, resp, len(resp))
+    except rtu.ByteCountError:
+        return "byte_count"
+    except rtu.CrcError:
+        return "crc"
     except rtu.ModbusError as e:
-        return ERRORS[meter._kind(e)]
+        return type(e).__name__
     return "ok"
 
 
