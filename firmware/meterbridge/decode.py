@@ -120,14 +120,16 @@ def to_text(m, e):
 
 
 def parse(buf, i, end):
-    """(m, exp10) of the number text to_text wrote into buf[i:end]."""
+    """(m, exp10) of the number text to_text wrote into buf[i:end] (a few objects, not one per digit)."""
     neg = buf[i] == 0x2D  # "-"
-    m = e = frac = 0
-    for k in range(i + neg, end):
-        c = buf[k]
-        if c == 0x2E:  # "."
-            frac = 1
-        else:
-            m = 10 * m + c - 0x30
-            e -= frac
-    return (-m if neg else m), e
+    dot = i
+    while dot < end and buf[dot] != 0x2E:  # "."
+        dot += 1
+    mv = memoryview(buf)
+    m = int(mv[i + neg : dot])
+    frac = end - dot - 1
+    if frac > 0:
+        m = m * 10**frac + int(mv[dot + 1 : end])
+    else:
+        frac = 0
+    return (-m if neg else m), -frac
