@@ -1,95 +1,20 @@
-"""Start-up in stages: check config and profiles, unload their checkers, only then load the runtime.
+"""Start-up: the stages (stages.py) build the app and leave RAM, then the app runs until stopped.
 
-Each stage's modules leave RAM before the next stage's arrive, so the peak of parsing JSON never
-meets the resident runtime. The long-lived buffers are made as soon as their size is known, while
-the heap is still nearly empty: later, with the runtime loaded, no hole may be large enough.
+Only this small module stays loaded while the app runs: the code that checked the config, read the
+profiles and made the long-lived buffers is needed once.
 """
 
 import gc
-import sys
 
-from micropython import const
-
-from . import hal, jsonout, log, powermeter
-from .meter import Dataset
-
-# A meter that cannot sign answers any start NOT_SUPPORTED: only the head of a large request is read, for replyTo
-_HEAD_ONLY = const(512)
-_LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
-
-
-def _forget(*names):
-    """Unload modules used only at start-up (the lazy-import idea of extmod/asyncio, in reverse)."""
-    package = sys.modules[__name__.rpartition(".")[0]]
-    for name in names:
-        sys.modules.pop(package.__name__ + "." + name, None)
-        if hasattr(package, name):
-            delattr(package, name)
-    gc.collect()
-
-
-def _fatal(message):
-    """hal.fatal; a start on trial (an update) first records why, and the boot rolls it back at once."""
-    if sys.argv[2:3] == ["slots"]:  # a boot chose the slot (slots.py)
-        import slots
-
-        slots.failed(message)
-    hal.fatal(message)
-
-
-def _config():
-    """The checked config, and what it risks (warnings to log once the log level is known)."""
-    from . import config
-
-    try:
-        cfg = config.load(hal.config_path(), hal.supported_baud)
-    except config.ConfigError as e:
-        _fatal("config: " + str(e))
-    return cfg, config.warnings(cfg)
-
-
-def _profiles(cfg):
-    """(profiles, (meter.Dataset, jsonout.Writer) for each) of the configured meters."""
-    from . import profile
-
-    profiles, buffers = [], []
-    storage = hal.Storage(cfg["storage"])  # where each meter's learned read limits are kept
-    for m in cfg["meters"]:
-        name = m["profile"]
-        # a profile name from profiles/, or a path to a profile file of one's own
-        m["profile_path"] = name if "/" in name else hal.profiles_dir() + "/" + name + ".json"
-        try:
-            learned = storage.read(profile.LIMITS % m["module_id"])
-            prof = profile.load(m["profile_path"], m["baud"], m["parity"], learned, m["slave"])
-        except profile.ProfileError as e:
-            _fatal("profile: " + str(e))
-        gc.collect()
-        profiles.append(prof)
-        buffers.append((Dataset(prof.count), jsonout.Writer(powermeter.text_size(prof, m["meter_id"]))))
-    return profiles, buffers
+from . import hal, log
 
 
 def main():
-    cfg, warnings = _config()
-    _forget("config")
-    profiles, buffers = _profiles(cfg)
-    size = cfg["broker"]["max_payload"]
-    if not any(p.ocmf for p in profiles):
-        size = min(size, _HEAD_ONLY)
-    rx = bytearray(size)
-    _forget("profile", "planner")
-    log.level = _LEVELS[cfg["log_level"]]
-    for warning in warnings:
-        log.log(log.WARN, "config:", warning)
-    del warnings
-    hal.start_network(cfg)
-    from .app import App
+    from . import stages
 
-    try:
-        app = App(cfg, profiles, buffers, rx)
-    except OSError as e:  # a serial device, a TLS file: the message names the field and the file
-        _fatal("start-up: " + str(e))
-    del cfg, profiles, buffers  # what the app keeps it holds itself; the rest of the config goes
+    app = stages.build()
+    stages.forget("stages")
+    del stages
     gc.collect()
     log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
     try:
