@@ -37,10 +37,19 @@ def valid_reply_to(t):
     (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF): mosquitto lib/utf8_mosq.c, mosquitto_validate_utf8."""
     if not (isinstance(t, str) and t.startswith("everest_api/") and len(t) <= _MAX_REPLY_TOPIC):
         return False
-    for ch in t:
-        c = ord(ch)
+    # the code points are decoded from the UTF-8 bytes: iterating the str would intern each distinct character
+    # as a qstr, kept in RAM for good, so a stream of requests naming new characters would use up the heap
+    b = t.encode()
+    i = 0
+    while i < len(b):
+        c = b[i]
+        k = 0 if c < 0x80 else 1 if c < 0xE0 else 2 if c < 0xF0 else 3  # continuation bytes that follow
+        c &= 0xFF >> (k + 2) if k else 0x7F
+        for j in range(i + 1, i + 1 + k):
+            c = c << 6 | b[j] & 0x3F
+        i += 1 + k
         if (c < 0x20 or 0x7F <= c <= 0x9F or 0xD800 <= c <= 0xDFFF or 0xFDD0 <= c <= 0xFDEF
-                or c & 0xFFFE == 0xFFFE or ch == "+" or ch == "#"):
+                or c & 0xFFFE == 0xFFFE or c == 0x2B or c == 0x23):  # + #
             return False
     return True
 
