@@ -88,17 +88,15 @@ class Iskra:
     WORST_STEPS = const(28)
     WORST_WAIT_MS = const(2 * _SETTLE_MS)
 
-    def __init__(self, registers, master, slave, buffers=None):
+    def __init__(self, registers, master, slave):
         self._r = registers  # {name: address}
         self._master = master
         self._slave = slave
         self._meta_max = 2 * (self._r["payload"] - self._r["metadata"])  # the payload follows the metadata
         self._max = 2 * (self._r["public_key"] - self._r["payload"])  # and the key the payload
-        # the whole OCMF record is put together in the first, one FC16 write of metadata built in place in the
-        # second; given again to each new Iskra of the same meter (session.py loads this module per request)
-        self.buffers = buffers or (bytearray(_HEAD + self._max + _TAIL), array("H", bytes(2 * _BLOCK)))
-        self._buf, self._words = self.buffers
+        self._buf = bytearray(_HEAD + self._max + _TAIL)  # the whole OCMF record is put together here
         self._mv = memoryview(self._buf)
+        self._words = array("H", bytes(2 * _BLOCK))  # one FC16 write of metadata, built in place
 
     def metadata(self, req):
         """Metadata JSON (manual 6.5.15): the request's identification and EVSE; ValueError when too long."""

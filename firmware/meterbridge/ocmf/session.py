@@ -18,7 +18,6 @@ storage problem. A record nobody asked for is logged whole with its transaction 
 """
 
 import gc
-import sys
 
 from micropython import const
 
@@ -53,66 +52,22 @@ class SignedTransactions:
     signs = True
 
     def __init__(self, journal, clock, registers, master, slave):
+        from .iskra import Iskra  # the one interface so far, as profile.py checked
+
         self.journal = journal
         self._clock = clock
-        self._iskra = [registers, master, slave, None]  # Iskra's arguments; its buffers once made (_load)
-        m = self._load()
-        # the meter's longest step, and the checks and reads around it (state, public key, record lengths,
-        # signature, payload up to 5)
-        self._worst = m.WORST_STEPS + 12, m.WORST_WAIT_MS
-        self._unload()
+        self._meter = Iskra(registers, master, slave)
         self.public_key = None  # hex DER, read once
         self.key_due = False
         self._key_failed = False  # retries are not logged again
 
-    def _load(self):
-        """The meter's register interface (ocmf/iskra.py, the one interface so far, as profile.py checked) for
-        one request: its code is about 6 KB of RAM from .mpy files, needed a few times a charging session. The
-        buffers it fills are made once, the first time, while the heap is in one piece."""
-        from .iskra import Iskra
-
-        self._meter = Iskra(*self._iskra)
-        self._iskra[3] = self._meter.buffers
-        return self._meter
-
-    def _unload(self):
-        """After a request: the interface's code leaves RAM (the lazy-import idea of extmod/asyncio, in
-        reverse); its qstrs stay interned, so loading it again costs no more."""
-        self._meter = None
-        package = sys.modules[__name__.rpartition(".")[0]]
-        sys.modules.pop(package.__name__ + "." + "iskra", None)
-        if hasattr(package, "iskra"):
-            delattr(package, "iskra")
-
     def worst(self):
-        """(bus transactions, ms of waiting) one request may take at most."""
-        return self._worst
+        """(bus transactions, ms of waiting) one request may take at most: the meter's longest step, and
+        the checks and reads around it (state, public key, record lengths, signature, payload up to 5)."""
+        return self._meter.WORST_STEPS + 12, self._meter.WORST_WAIT_MS
 
     async def fetch_key(self):
         """True once the meter's public key is known (read now if need be)."""
-        if self.public_key is not None:
-            return True
-        try:
-            self._load()
-            return await self._fetch_key()
-        finally:
-            self._unload()
-
-    async def start(self, req):
-        try:
-            self._load()
-            return await self._start(req)
-        finally:
-            self._unload()
-
-    async def stop(self, tid):
-        try:
-            self._load()
-            return await self._stop(tid)
-        finally:
-            self._unload()
-
-    async def _fetch_key(self):
         if self.public_key is None:
             try:
                 self.public_key = await self._meter.public_key()
@@ -123,7 +78,7 @@ class SignedTransactions:
                 return False
         return True
 
-    async def _start(self, req):
+    async def start(self, req):
         tid = req["transaction_id"]
         meta = None
         for n in (None,) + _CUTS:
@@ -152,7 +107,7 @@ class SignedTransactions:
             return reply(_FAILED, "transaction %s not started: %s" % (tid, e))
         return reply(_OK)
 
-    async def _stop(self, tid):
+    async def stop(self, tid):
         tx = self.journal.open
         try:
             if not tid:
@@ -175,7 +130,7 @@ class SignedTransactions:
                                           "ended by the meter); no signed record" % tid)
             elif tx or self.journal.last != tid or await self._meter.active():
                 return reply(_FAILED, "no open transaction %s" % tid)
-            await self._fetch_key()  # first: reading the key reuses the buffer the record is read into
+            await self.fetch_key()  # first: reading the key reuses the buffer the record is read into
             record = await self._meter.record()
         except (ModbusError, MeterError) as e:
             what = tid or "(all)"
