@@ -1,7 +1,7 @@
 """Start-up in stages: check config and profiles, unload their checkers, only then load the runtime.
 
 Each stage's modules leave RAM before the next stage's arrive, so the peak of parsing JSON never
-meets the resident runtime; this module leaves too, once the app is built (start.py). The long-lived
+meets the resident runtime; this module leaves too, before the runtime is loaded (start.py). The long-lived
 buffers are made as soon as their size is known, while the heap is still nearly empty: later, with
 the runtime loaded, no hole may be large enough.
 """
@@ -29,7 +29,7 @@ def forget(*names):
     gc.collect()
 
 
-def _fatal(message):
+def fatal(message):
     """hal.fatal; a start on trial (an update) first records why, and the boot rolls it back at once."""
     if sys.argv[2:3] == ["slots"]:  # a boot chose the slot (slots.py)
         import slots
@@ -45,7 +45,7 @@ def _config():
     try:
         cfg = config.load(hal.config_path(), hal.supported_baud)
     except config.ConfigError as e:
-        _fatal("config: " + str(e))
+        fatal("config: " + str(e))
     return cfg, config.warnings(cfg)
 
 
@@ -63,7 +63,7 @@ def _profiles(cfg):
             learned = storage.read(profile.LIMITS % m["module_id"])
             prof = profile.load(m["profile_path"], m["baud"], m["parity"], learned, m["slave"])
         except profile.ProfileError as e:
-            _fatal("profile: " + str(e))
+            fatal("profile: " + str(e))
         gc.collect()
         profiles.append(prof)
         buffers.append((Dataset(prof.count), jsonout.Writer(powermeter.text_size(prof, m["meter_id"]))))
@@ -71,7 +71,8 @@ def _profiles(cfg):
 
 
 def build():
-    """The app, built from the checked config and profiles; the checkers have left RAM by then."""
+    """(cfg, profiles, buffers, rx) for App: the checked config and profiles, and the long-lived buffers; the
+    checkers have left RAM by then."""
     cfg, warnings = _config()
     forget("config")
     profiles, buffers = _profiles(cfg)
@@ -85,9 +86,4 @@ def build():
         log.log(log.WARN, "config:", warning)
     del warnings
     hal.start_network(cfg)
-    from .app import App
-
-    try:
-        return App(cfg, profiles, buffers, rx)  # what the app keeps it holds itself; the rest of the config goes
-    except OSError as e:  # a serial device, a TLS file: the message names the field and the file
-        _fatal("start-up: " + str(e))
+    return cfg, profiles, buffers, rx

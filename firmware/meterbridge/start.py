@@ -1,7 +1,8 @@
-"""Start-up: the stages (stages.py) build the app and leave RAM, then the app runs until stopped.
+"""Start-up: the stages (stages.py) check the config and profiles and make the long-lived buffers, and leave
+RAM; only then is the runtime loaded and the app built, which runs until stopped.
 
-Only this small module stays loaded while the app runs: the code that checked the config, read the
-profiles and made the long-lived buffers is needed once.
+Only this small module stays loaded while the app runs: the code of the stages is needed once, and it is
+gone before the runtime's modules arrive, so the peak of start-up holds one or the other.
 """
 
 import gc
@@ -12,9 +13,18 @@ from . import hal, log
 def main():
     from . import stages
 
-    app = stages.build()
+    parts = stages.build()
     stages.forget("stages")
     del stages
+    from .app import App
+
+    try:
+        app = App(*parts)  # what the app keeps it holds itself; the rest of the config goes
+    except OSError as e:  # a serial device, a TLS file: the message names the field and the file
+        from .stages import fatal
+
+        fatal("start-up: " + str(e))
+    del parts
     gc.collect()
     log.log(log.INFO, "started on", hal.PLATFORM, "with", len(app.modules), "meter(s); heap free", gc.mem_free())
     try:
