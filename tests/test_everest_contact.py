@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from conftest import Bridge, flatten, wait_until
-from meterbridge import schema
+from meterbridge import procs, schema
 from meterbridge.everest import API, dump
 from tcpproxy import Proxy
 from test_ocmf import IDENT, kwh, served, start_signing, verified
@@ -94,7 +94,7 @@ def test_retained_requests_are_ignored_and_logged_once(tmp_path, broker):
             assert [m for m in ev.messages() if m.topic.startswith("reply/") and
                     any(m.topic == t.split("/m2e/")[1] for t in stale)] == []
         log = b.firmware_log()
-        assert log.count("retained") == 1, log
+        assert log.count("ignored, retained") == 1, log
     finally:
         for t in (topic, topic.replace("start", "stop")):
             pub.publish(t, b"", qos=1, retain=True).wait_for_publish()
@@ -133,11 +133,12 @@ def test_reply_to_that_the_broker_would_refuse_or_that_is_our_own_topic_is_never
     with b.everest() as ev:
         for reply_to in bad:  # written as JSON escapes, as a hostile client would
             body = b'{"headers":{"replyTo":"' + reply_to.encode() + b'"},"payload":{"transaction_id":"x"}}'
+            ev.publish_raw("start_transaction", body.replace(b"\\ud800", b"\xed\xa0\x80"))  # encoded, not escaped
             ev.publish_raw("start_transaction", body)
             time.sleep(0.3)
         mark = ev.mark()
-        assert ev.start_transaction("after")["status"] == "NOT_SUPPORTED"
-        ev.wait_for("powermeter_values", start=mark)
+        assert ev.start_transaction("after", timeout=15)["status"] == "NOT_SUPPORTED"
+        ev.wait_for("powermeter_values", timeout=15, start=mark)
         values = [m for m in ev.messages("powermeter_values") if b"status" in m.raw]
         assert values == [], "no reply went onto the values topic"
     log = b.firmware_log()
@@ -171,7 +172,7 @@ def test_without_clock_no_communication_check_and_the_reason_is_told(tmp_path, b
             time.sleep(4)
             assert ev.messages("communication_check") == [] and ev.messages("powermeter_values") == []
         _wait_status(broker, b.config["broker"]["client_id"], b"online; pm1: no clock (NTP): values withheld")
-        assert "no communication_check: pm1: no clock" in b.firmware_log()
+        assert wait_until(lambda: "no communication_check: pm1: no clock" in b.firmware_log(), 10)
     finally:
         b.stop()
 
@@ -233,3 +234,32 @@ def test_a_dc_meter_publishes_voltage_and_current_as_dc(bridge):
     truth = [rec for _, rec in b.truth()]
     assert any(abs(flat["voltage_V.DC"] - rec["voltage_V.DC"]) < Decimal("0.001") for rec in truth)
     assert any(abs(flat["current_A.DC"] - rec["current_A.DC"]) < Decimal("0.001") for rec in truth)
+
+
+def test_heartbeats_during_a_cut_do_not_crowd_out_a_request(tmp_path):
+    # mosquitto keeps at most max_queued_messages (default 1000) for an offline session: at EVerest's 1 Hz
+    # heartbeat that is 17 minutes; here 5. Heartbeats are taken at QoS 0, so only requests are kept.
+    port = procs.free_port()
+    broker = procs.start_mosquitto(port, tmp_path, "max_queued_messages 5\n")
+    proxy = Proxy(port)
+    b = Bridge(tmp_path / "b", proxy.port)
+    b.dir.mkdir()
+    try:
+        b.start()
+        b.port = port
+        with b.everest() as ev:
+            proxy.cut()
+            _wait_status(port, b.config["broker"]["client_id"], b"offline")
+            ev.start_heartbeat(0.05)
+            time.sleep(1)  # 20 heartbeats while the bridge is away
+            reply_to = _reply_topic("pm1")
+            ev.publish_raw("start_transaction", _start_envelope(reply_to, "after-heartbeats"))
+            time.sleep(0.5)
+            ev.stop_heartbeat()
+            proxy.restore()
+            assert ev.wait_for(reply_to.split("/m2e/")[1], timeout=20).value["status"] == "NOT_SUPPORTED"
+    finally:
+        b.stop()
+        proxy.close()
+        procs.stop(broker)
+

@@ -88,7 +88,12 @@ class App:
             # an EVerest API module is up (everest_api_module_helpers/src/ApiHelper.cpp, publish_ready_beacon)
             self._beacon = (cfg["broker"]["prefix"] + "everest_api/ready_beacon").encode()
             subs.append(self._beacon)
-        self.link = MqttLink(cfg["broker"], subs, self._on_message, self._on_connect, rx)
+        # heartbeats and the beacon at QoS 0: signals of now, never queued by the broker while we are away, where
+        # ~1000 of them (mosquitto's max_queued_messages) would crowd out the requests
+        live = [t for t, route in self._routes.items() if route[1] == HEARTBEAT]
+        if self._beacon:
+            live.append(self._beacon)
+        self.link = MqttLink(cfg["broker"], subs, self._on_message, self._on_connect, rx, live)
 
     def _on_connect(self):
         """Also when EVerest (re)starts: its API module forwards only a key it sees arrive."""

@@ -122,6 +122,22 @@ def _depth(msg):
     return deepest
 
 
+def _surrogate(msg):
+    """Whether msg holds a surrogate, as a \\uD800-\\uDFFF escape or encoded (ED A0..BF). MicroPython's json
+    turns either into a string that is not UTF-8, which upsets the runtime later; EVerest never sends one."""
+    i = _find(msg, b"\\u", 0)
+    while 0 <= i < len(msg) - 3:
+        if msg[i + 2] in b"dD" and msg[i + 3] in b"89abAB":
+            return True
+        i = _find(msg, b"\\u", i + 2)
+    i = _find(msg, b"\xed", 0)
+    while 0 <= i < len(msg) - 1:
+        if msg[i + 1] >= 0xA0:
+            return True
+        i = _find(msg, b"\xed", i + 1)
+    return False
+
+
 def parse(kind, msg):
     """Return (reply_to, payload) of a request; RequestError otherwise.
 
@@ -131,6 +147,8 @@ def parse(kind, msg):
     answer = kind != HEARTBEAT  # heartbeats are never answered, not even with an error
     if _depth(msg) > _MAX_DEPTH:
         raise RequestError(answer and scan_reply_to(msg), "request nests deeper than %d levels" % _MAX_DEPTH)
+    if _surrogate(msg):
+        raise RequestError(None, "request holds a surrogate (U+D800-U+DFFF); refused unread")
     try:
         doc = json.loads(msg)
     except (ValueError, UnicodeError):

@@ -50,9 +50,10 @@ _ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError, Assertio
 class MqttLink:
     """One broker connection with a retained online/offline status topic."""
 
-    def __init__(self, broker, subscriptions, on_message, on_connect, rx):
+    def __init__(self, broker, subscriptions, on_message, on_connect, rx, live=()):
         b = self._broker = broker
         self._subs = subscriptions
+        self._live = live  # of the subscriptions, those taken at QoS 0 (the broker keeps none of them for us)
         self._on_message = on_message
         self._on_connect = on_connect
         self._rx = rx  # incoming payloads up to len(rx) bytes are read into it; made once, at start-up
@@ -148,7 +149,8 @@ class MqttLink:
         c.pid = 0
         for topic in [None] + self._subs:
             try:
-                c.connect(False) if topic is None else c.subscribe(topic, 1)  # clean session off; QoS 1
+                # clean session off; QoS 1 but for the live topics
+                c.connect(False) if topic is None else c.subscribe(topic, 0 if topic in self._live else 1)
             except OSError as e:
                 if e.errno != UNSENT:
                     raise

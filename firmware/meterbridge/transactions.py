@@ -10,7 +10,6 @@ import gc
 from micropython import const
 
 from .everest_link import reply
-from .log import INFO, log
 
 _OK = const("OK")
 _MAX_ID = const(64)  # longer ids are answered alike but not tracked (EVerest's are UUIDs, 36 characters)
@@ -50,9 +49,7 @@ class Transactions:
         tid = req.get("transaction_id") if isinstance(req, dict) else None
         old = self.journal.open
         if isinstance(tid, str) and 0 < len(tid) <= _MAX_ID and not (old and old["tid"] == tid):
-            if old:
-                log(INFO, "transaction", old["tid"], "was still open; closed by the start of", tid)
-            evse = req.get("evse_id")
+            evse = req.get("evse_id")  # a transaction still open is closed by this one
             self.journal.save({"tid": tid, "evse_id": evse if isinstance(evse, str) else None, "t": self._clock()})
         return reply(_NOT_SUPPORTED, self._why)
 
