@@ -8,8 +8,8 @@ would win. Every entry point (main.py, the launchers) imports this package first
 
 import sys
 
-_parts = __file__.rsplit("/", 2)  # .../meterbridge/__init__.mpy
-_lib = _parts[0] + "/lib" if len(_parts) == 3 else "lib"  # relative to the working directory ("/" on a board)
+_lib = __file__.rsplit("/", 2)  # .../meterbridge/__init__.mpy; one name (each name is interned for good)
+_lib = _lib[0] + "/lib" if len(_lib) == 3 else "lib"  # relative to the working directory ("/" on a board)
 if sys.path[0] != _lib:
     sys.path.insert(0, _lib)
-del _parts, _lib
+del _lib

@@ -35,8 +35,8 @@ def _check(cond, where, reason):
     """cond, or the problem `where: reason`: raised, or noted while collecting."""
     if not cond:
         if collected is None:
-            raise ConfigError(where + ": " + reason)
-        collected.append(where + ": " + reason)
+            raise ConfigError("%s: %s" % (where, reason))
+        collected.append("%s: %s" % (where, reason))
     return cond
 
 
@@ -97,7 +97,7 @@ def _gpio(d, key, where, optional=False, out=False):
         return
     where += key
     if _check(type(v) is int and 0 <= v <= _GPIO_MAX, where,
-              "must be a GPIO number 0..%d%s" % (_GPIO_MAX, " or null" if optional else "")) and \
+              ("must be a GPIO number 0..%d or null" if optional else "must be a GPIO number 0..%d") % _GPIO_MAX) and \
             _check(v != 24 and not 28 <= v <= 31, where, "GPIO%d does not exist on ESP32" % v):
         _check(not out or v < _INPUT_ONLY, where,
                "GPIO%d is input only (GPIO%d..%d on ESP32); this needs an output pin" % (v, _INPUT_ONLY, _GPIO_MAX))
@@ -147,7 +147,7 @@ def _tls(t):
         if t.get(key) is not None:
             _str(t, key, w + ".", None, 128)
     _bool(t, "insecure", w + ".")
-    _check((t.get("cert") is None) == (t.get("key") is None), w + ".key", "cert and key go together")
+    _check((t.get("cert") is None) == (t.get("key") is None), "broker.tls.key", "cert and key go together")
     return t
 
 

@@ -16,7 +16,6 @@ from .meter import Dataset
 
 # A meter that cannot sign answers any start NOT_SUPPORTED: only the head of a large request is read, for replyTo
 _HEAD_ONLY = const(512)
-_LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
 
 
 def forget(*names):
@@ -81,7 +80,7 @@ def build():
         size = min(size, _HEAD_ONLY)
     rx = bytearray(size)
     forget("profile", "planner")
-    log.level = _LEVELS[cfg["log_level"]]
+    log.level = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}[cfg["log_level"]]
     for warning in warnings:
         log.log(log.WARN, "config:", warning)
     del warnings
