@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from decimal import Decimal
 
 import paho.mqtt.client as mqtt
@@ -51,7 +52,7 @@ class Bridge:
              "uart": {"device": self.link}, "timeout_ms": 300}
         m.update(meter or {})
         self.config = {"broker": {"host": "127.0.0.1", "port": broker_port, "prefix": prefix,
-                                  "client_id": "mb-" + workdir.name[-20:].replace(".", "-")},
+                                  "client_id": "mb-" + uuid.uuid4().hex[:12]},  # one per bridge: a session outlives it
                        "meters": [m], "storage": str(workdir / "state")}
         self.sim = self.fw = None
 
