@@ -17,13 +17,14 @@ def _lookup(host, port, out):
         out.append(e)
 
 
-async def address(host, port, beat):
+async def address(host, port, beat=None):
     """The socket address of host:port; OSError when it does not resolve. beat() while waiting."""
     out = []
     _thread.start_new_thread(_lookup, (host, port, out))
     while not out:
         await asyncio.sleep_ms(50)
-        beat()
+        if beat:
+            beat()
     if isinstance(out[0], Exception):
         raise OSError("cannot resolve %s: %r" % (host, out[0]))
     return out[0]

@@ -1,4 +1,4 @@
-"""The ESP32 HAL and boot.py on the unix port, against the stand-in machine/network/ntptime of tests/esp32.
+"""The ESP32 HAL and boot.py on the unix port, against the stand-in machine/network of tests/esp32.
 
 The RS-485 tests put a Modbus responder on the far end of a pty that answers like a meter: after the
 request's own wire time at the configured baud plus the t3.5 silence. The stand-in UART knows when
@@ -8,6 +8,7 @@ each frame's last stop bit leaves and what a transceiver would lose while DE is 
 import json
 import os
 import select
+import socket
 import struct
 import subprocess
 import threading
@@ -179,39 +180,102 @@ def test_an_auto_direction_transceiver_gets_no_de_edges():
     assert [f[4] for f in seen["frames"]] == [None] * 3  # no DE wire at all
 
 
+class NtpServer:
+    """Answers NTP client queries (RFC 5905) with the host clock on the given loopback addresses."""
+
+    def __init__(self, hosts=("127.0.0.1",)):
+        self.asked = []  # the address each query was sent to
+        self._socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in hosts]
+        self._socks[0].bind((hosts[0], 0))
+        self.port = self._socks[0].getsockname()[1]
+        for sock, host in zip(self._socks[1:], hosts[1:], strict=True):
+            sock.bind((host, self.port))
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+        for sock in self._socks:
+            sock.close()
+
+    def _serve(self):
+        while not self._stop:
+            for sock in select.select(self._socks, [], [], 0.05)[0]:
+                query, peer = sock.recvfrom(512)
+                self.asked.append(sock.getsockname()[0])
+                t = time.time() + 2208988800
+                answer = bytearray(48)
+                answer[0], answer[1] = 0x24, 2  # version 4, server mode; stratum 2
+                answer[24:32] = query[40:48]  # origin timestamp: the client's transmit timestamp
+                answer[32:40] = answer[40:48] = struct.pack("!II", int(t), int(t % 1 * 2**32))
+                sock.sendto(bytes(answer), peer)
+
+
 CLOCK = """
-import json
+import asyncio, json, time
 from meterbridge.hal import esp32
+esp32.NTP_PORT, esp32.NTP_TIMEOUT_MS = @PORT@, 300
 before = esp32.epoch_ms()
-esp32.start_network({"network": NETWORK})
+esp32.start_network(CONFIG)  # schedules keep_time(), which asks at once
 after_start = esp32.epoch_ms()
-synced = esp32.sync_time()
+late = [0]
+async def ticker():
+    while True:
+        t = time.ticks_ms()
+        await asyncio.sleep_ms(10)
+        late[0] = max(late[0], time.ticks_diff(time.ticks_ms(), t) - 10)
+async def main():
+    asyncio.create_task(ticker())
+    for _ in range(100):
+        await asyncio.sleep_ms(10)
+    return esp32.epoch_ms() is not None
+synced = asyncio.run(main())
 after = esp32.epoch_ms()
-import time
 print(json.dumps([before, after_start, synced, after, time.time_ns() // 1000000,
-                  esp32.gmtime(after // 1000)[0] if after else None]))
+                  esp32.gmtime(after // 1000)[0] if after else None, late[0]]))
 """
-WIFI = {"ntp": "192.0.2.123", "hostname": "meterbridge-1", "wifi": {"ssid": "yard", "password": "s3cret"},
+WIFI = {"ntp": "127.0.0.3", "hostname": "meterbridge-1", "wifi": {"ssid": "yard", "password": "s3cret"},
         "ethernet": None}
 
 
-def test_time_is_invalid_until_ntp_answers(tmp_path):
-    out = run_code(CLOCK.replace("NETWORK", repr(WIFI)), tmp_path, {"STANDIN_NTP": "down"})
-    before, after_start, synced, after, _, _ = json.loads(out.stdout)
+def clock(tmp_path, network, port, env=None, broker="127.0.0.1"):
+    config = {"network": network, "broker": {"host": broker}}
+    out = run_code(CLOCK.replace("CONFIG", repr(config)).replace("@PORT@", str(port)), tmp_path, env)
+    return json.loads(out.stdout), out.stderr
+
+
+def test_time_is_invalid_until_ntp_answers_and_the_loop_runs_meanwhile(tmp_path):
+    with NtpServer() as silent:  # a port that answers nothing: the server there is stopped
+        silent._stop = True
+    (before, after_start, synced, after, _, _, late), log = clock(tmp_path, WIFI, silent.port)
     assert before is None and after_start is None and synced is False and after is None
+    assert "NTP: no answer from 127.0.0.3 TimeoutError(), 127.0.0.1 TimeoutError()" in log
+    assert late < 200  # two 300 ms waits for an answer, neither blocking the loop (ntptime.settime() would)
 
 
 def test_ntp_makes_the_clock_valid(tmp_path):
-    out = run_code(CLOCK.replace("NETWORK", repr(WIFI)), tmp_path)
-    before, after_start, synced, after, host_ms, year = json.loads(out.stdout)
-    assert before is None
-    assert synced is True and abs(after_start - host_ms) < 2000 and abs(after - host_ms) < 2000
+    with NtpServer(("127.0.0.1", "127.0.0.3")) as server:
+        (before, after_start, synced, after, host_ms, year, _), _ = clock(tmp_path, WIFI, server.port)
+    assert before is None and after_start is None  # start-up does not wait for NTP: keep_time() asks at once
+    assert synced is True and abs(after - host_ms) < 2000
     assert year == time.gmtime()[0]
+    assert server.asked == ["127.0.0.3"]  # the configured server first
+
+
+def test_ntp_falls_back_to_the_brokers_host(tmp_path):
+    with NtpServer(("127.0.0.1",)) as server:  # the configured 127.0.0.3 does not answer
+        (_, _, synced, after, host_ms, _, _), _ = clock(tmp_path, WIFI, server.port)
+    assert synced is True and abs(after - host_ms) < 2000
+    assert server.asked == ["127.0.0.1"]
 
 
 def test_an_rtc_kept_over_a_reset_is_valid_without_network(tmp_path):
-    out = run_code(CLOCK.replace("NETWORK", "{}"), tmp_path, {"STANDIN_RTC": "set", "STANDIN_NTP": "down"})
-    before, after_start, synced, after, host_ms, _ = json.loads(out.stdout)
+    (before, after_start, synced, _, host_ms, _, _), _ = clock(tmp_path, {}, 9, {"STANDIN_RTC": "set"})
     assert before is None and abs(after_start - host_ms) < 2000 and synced is True
 
 

@@ -1,14 +1,19 @@
-"""ESP32 HAL: UART with the RS-485 direction pin, Wi-Fi or Ethernet, NTP clock, watchdog, littlefs storage."""
+"""ESP32 HAL: UART with the RS-485 direction pin, Wi-Fi or Ethernet, NTP clock, watchdog, littlefs storage.
+
+NTP is asked without blocking the loop: one UDP query (RFC 5905) at a time, awaited, to the configured
+server and then the broker's host (a charger controller that runs the broker often serves time too).
+"""
 
 import asyncio
 import os
 import socket
+import struct
 import sys
 import time
+from asyncio import core
 
 import machine
 import network
-import ntptime
 from micropython import const
 
 from .. import storage
@@ -21,8 +26,8 @@ _TXBUF = const(256)  # a whole request fits: write() returns while the frame goe
 _RXBUF = const(512)  # two whole replies
 _SLACK_US = const(3000)  # txdone() stuck beyond the wire time: release DE anyway
 _VALID_YEAR = const(2025)  # an RTC before this has not been set (it starts at 2000 after power-on)
-_NTP_TIMEOUT_S = const(2)
-_NTP_RETRY_MS = const(30000)
+_NTP_RETRY_MS = const(10000)  # while the clock is not valid: no values are published
+_NTP_1970 = const(2208988800)  # seconds from the NTP epoch (1900) to 1970 (RFC 5905, 6)
 _NTP_REFRESH_MS = const(3600000)
 _HEALTHY_MS = const(60000)
 _FEEDER = const(0)  # the machine.Timer that feeds the watchdog while the bridge is stopped (boot.py: the same)
@@ -30,9 +35,10 @@ _STARTS = "starts"  # app starts not yet followed by a healthy minute; boot.py r
 _EPOCH_S = 0 if time.gmtime(0)[0] == 1970 else 946684800  # ports with the 2000 epoch
 
 LINK_WAIT_MS = 20000  # start-up waits this long for the network, then goes on (the NIC keeps trying)
+NTP_PORT = 123
+NTP_TIMEOUT_MS = 2000  # per server
 _clock_valid = False
-_ntp_host = "pool.ntp.org"
-_ntp_ip = None  # resolved once: a dead DNS server must not block the event loop on every sync
+_ntp_hosts = []  # tried in order: the configured server(s), then the broker's host
 _nic = None
 
 
@@ -160,29 +166,62 @@ def gmtime(seconds):
     return time.gmtime(seconds - _EPOCH_S)
 
 
-def sync_time():
-    """Set the RTC from NTP while the link is up (blocks up to ntptime.timeout); True once it is valid."""
-    global _clock_valid, _ntp_ip
+def _readable(sock):
+    yield core._io_queue.queue_read(sock)
+
+
+async def _ntp(host):
+    """Seconds since 1970 from one NTP server: a client-mode query (RFC 5905), its answer awaited."""
+    parts = host.split(".")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        addr = socket.getaddrinfo(host, NTP_PORT)[0][-1]  # numeric: parsed, no DNS query
+    else:
+        from ..dns import address  # a name: looked up off the loop
+
+        addr = await address(host, NTP_PORT)
+    query = bytearray(48)
+    query[0] = 0x23  # leap 0, version 4, mode 3 (client)
+    nonce = os.urandom(8)  # our transmit timestamp: the answer's origin timestamp must be it
+    query[40:] = nonce
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.setblocking(False)
+        s.sendto(query, addr)
+        await asyncio.wait_for_ms(_readable(s), NTP_TIMEOUT_MS)
+        r = s.recv(48)
+    finally:
+        s.close()
+    if len(r) < 48 or r[0] & 7 != 4 or not 0 < r[1] < 16 or r[24:32] != nonce:  # server mode, stratum 1..15
+        raise ValueError("not an NTP answer to our query")
+    t = struct.unpack_from("!I", r, 40)[0]  # transmit timestamp, whole seconds
+    return t + (0x100000000 if t < 0x80000000 else 0) - _NTP_1970  # after 2036 the era wraps
+
+
+async def sync_time():
+    """Set the RTC from the first NTP server that answers, while the link is up; True once the clock is valid."""
+    global _clock_valid
     if _nic is None or not _nic.isconnected():
         return _clock_valid
-    try:
-        if _ntp_ip is None:
-            _ntp_ip = socket.getaddrinfo(_ntp_host, 123)[0][-1][0]
-        ntptime.host = _ntp_ip
-        ntptime.timeout = _NTP_TIMEOUT_S
-        ntptime.settime()
-    except (OSError, OverflowError, IndexError) as e:
-        log(WARN, "NTP", _ntp_host, "failed:", e)
-        return _clock_valid
-    _clock_valid = True
-    return True
+    why = []
+    for host in _ntp_hosts:
+        try:
+            t = await _ntp(host)
+        except (OSError, ValueError, asyncio.TimeoutError) as e:
+            why.append("%s %r" % (host, e))
+            continue
+        tm = time.gmtime(t - _EPOCH_S)
+        machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6] + 1, tm[3], tm[4], tm[5], 0))  # as ntptime.settime()
+        _clock_valid = True
+        return True
+    log(WARN, "NTP: no answer from", ", ".join(why))
+    return _clock_valid
 
 
 async def keep_time():
-    """Task: retry NTP until the clock is valid, then refresh it hourly against RTC drift."""
+    """Task: NTP at once, again every 10 s until the clock is valid, then hourly against RTC drift."""
     while True:
+        await sync_time()
         await asyncio.sleep_ms(_NTP_REFRESH_MS if _clock_valid else _NTP_RETRY_MS)
-        sync_time()
 
 
 def _lan(eth):
@@ -210,14 +249,18 @@ def _wlan(wifi):
 
 
 def start_network(cfg):
-    """Bring up Wi-Fi or Ethernet, wait a bounded time for an address, sync the clock, count the start.
+    """Bring up Wi-Fi or Ethernet, wait a bounded time for an address, start keeping the time, count the start.
 
     keep_time() is scheduled here: MicroPython's asyncio runs tasks created before asyncio.run().
     """
-    global _clock_valid, _ntp_host, _nic
+    global _clock_valid, _nic
     _count_start()
     net = cfg.get("network") or {}
-    _ntp_host = net.get("ntp") or _ntp_host
+    ntp = net.get("ntp") or "pool.ntp.org"
+    _ntp_hosts[:] = ntp if isinstance(ntp, list) else [ntp]
+    host = (cfg.get("broker") or {}).get("host")
+    if host and host not in _ntp_hosts:
+        _ntp_hosts.append(host)
     _clock_valid = machine.RTC().datetime()[0] >= _VALID_YEAR
     if net.get("hostname"):
         network.hostname(net["hostname"])
@@ -236,7 +279,6 @@ def start_network(cfg):
         time.sleep_ms(100)
     if _nic.isconnected():
         log(INFO, "network up, address", _nic.ifconfig()[0])
-        sync_time()
     else:
         log(WARN, "network not up yet; continuing, it keeps trying")
 

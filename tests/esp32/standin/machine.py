@@ -339,7 +339,7 @@ class Timer:
 
 
 class RTC:
-    """The chip's clock: 2000-01-01 after power-on unless STANDIN_RTC=set; ntptime.settime() sets it."""
+    """The chip's clock: 2000-01-01 after power-on unless STANDIN_RTC=set; NTP (hal/esp32.py) sets it."""
 
     _offset = [None]
     _memory = [os.getenv("STANDIN_RTC_MEMORY", "").encode()]

@@ -24,11 +24,6 @@ def _link():
     return os.getenv("STANDIN_LINK", "up") == "up"
 
 
-def link_up():
-    """True when some interface is connected (ntptime asks)."""
-    return any(nic.isconnected() for nic in _up)
-
-
 def hostname(name=None):
     if name is None:
         return _name[0]
