@@ -33,7 +33,7 @@ from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
 from .log import DEBUG, INFO, WARN, log
-from .mqtt_socket import UNSENT, PacketSocket
+from .mqtt_socket import UNSENT, PacketSocket, wait_io
 
 _BACKOFF_MIN_MS = const(200)
 _BACKOFF_MAX_MS = const(1200)  # plus up to 25 % jitter: an attempt starts at most 1.5 s after the last one did
@@ -42,7 +42,7 @@ _BURST = const(16)  # packets taken per look before other tasks get a turn
 _TCP_MS = const(1000)  # a TCP connect not answered by then is given up (a host that is down)
 _HANDSHAKE_MS = const(10000)  # TLS, CONNACK and SUBACK, from the TCP connect on
 # CONNACK return codes 1..5, MQTT 3.1.1 section 3.2.2.3
-_REFUSED = const("bad protocol version|client id rejected|server unavailable|bad user name or password|not authorised")
+_REFUSED = const("?|bad protocol|client id refused|unavailable|bad user or password|not authorised")
 # what a broken stream or a broker that is not MQTT raises here or in umqtt (its asserts included)
 _ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError, AssertionError)
 
@@ -56,19 +56,15 @@ class MqttLink:
         self._live = live  # of the subscriptions, those taken at QoS 0 (the broker keeps none of them for us)
         self._on_message = on_message
         self._on_connect = on_connect
-        self._rx = rx  # incoming payloads up to len(rx) bytes are read into it; made once, at start-up
-        self._head = bytearray(max(len(t) for t in subscriptions) + 16)  # header, topic, packet id
         self.status_topic = ("meterbridge/%s/status" % b["client_id"]).encode()
         self.up = False
         self.connects = 0
         self.refused = 0  # messages refused for their size; on_message gets only their head
-        self.received = 0
-        # the socket and the client are made now, while the heap is in one piece, and serve every connection
-        self._sock = PacketSocket(self._head, rx)
-        c = self._client = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"],
-                                      b["keepalive"])
-        c.set_callback(self._deliver)
-        c.set_last_will(self.status_topic, b"offline", retain=True)
+        # the socket is made now, while the heap is in one piece, and serves every connection
+        # incoming payloads up to len(rx) bytes are read into rx (made at start-up); the head buffer takes the
+        # fixed header, topic and packet id
+        self._sock = PacketSocket(bytearray(max(len(t) for t in subscriptions) + 16), rx)
+        self._client = None
         self._delivering = False
         self._fault = None  # a publish that failed inside a delivery: raised once umqtt's callback returns
         self._addr = None  # the broker's address, resolved once
@@ -83,14 +79,13 @@ class MqttLink:
             from umqtt import pinned
 
             version = pinned.VERSION
-            del sys.modules["umqtt.pinned"], umqtt.pinned
+            sys.modules.pop(pinned.__name__)  # read once
+            del umqtt.pinned
         except ImportError:
             version = None
-        log(INFO if version else WARN, "umqtt.simple", version or "of unknown version (not the pinned one)",
-            "from", umqtt.simple.__file__)
+        log(INFO if version else WARN, "umqtt.simple", version or "not pinned", "from", umqtt.simple.__file__)
 
     def _deliver(self, topic, msg):
-        self.received += 1
         sock = self._sock
         oversize = sock.refused
         if oversize:
@@ -98,7 +93,7 @@ class MqttLink:
             sock.refused = 0
         self._delivering = True
         try:
-            self._on_message(topic, msg, oversize, self._head[0] & 1)  # the fixed header's retain flag
+            self._on_message(topic, msg, oversize, sock.head[0] & 1)  # the fixed header's retain flag
         finally:
             self._delivering = False
         e = self._fault
@@ -106,20 +101,27 @@ class MqttLink:
             self._fault = None
             raise e  # out of umqtt before it acknowledges: the broker delivers the message again
 
-    async def _wait(self, write, deadline):
-        """Until the socket is writable (or holds a whole packet); OSError(ETIMEDOUT) past deadline."""
+    async def _wait(self, write, deadline, idle=False):
+        """Until the socket is writable (or holds a whole packet); past deadline OSError(ETIMEDOUT), or
+        when idle a plain return. The asyncio poller wakes us; beat() every _IDLE_MS meanwhile."""
         sock = self._sock
         while write or not sock.pull():
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
+                if idle:
+                    return
                 raise OSError(110)  # ETIMEDOUT
-            if await sock.ready(write, min(left, _IDLE_MS)) and write:
-                return
-            self._beat()
+            try:
+                await asyncio.wait_for_ms(wait_io(sock.stream, write), min(left, _IDLE_MS))
+                if write:
+                    return
+            except asyncio.TimeoutError:
+                self._beat()
 
     async def _connect(self):
         """TCP, TLS, CONNECT/CONNACK, SUBSCRIBE/SUBACK, every wait awaited against a deadline."""
-        b, sock, c, head = self._broker, self._sock, self._client, self._head
+        b, sock = self._broker, self._sock
+        head = sock.head
         if self._addr is None:  # resolved once; a numeric address is parsed, with no DNS query
             parts = b["host"].split(".")
             if len(parts) == 4 and all(p.isdigit() for p in parts):
@@ -129,7 +131,7 @@ class MqttLink:
 
                 self._addr = await address(b["host"], b["port"], self._beat)
         raw = socket.socket()
-        sock.attach(raw, True)
+        sock.hold(raw)
         raw.setblocking(False)
         try:
             raw.connect(self._addr)
@@ -145,8 +147,11 @@ class MqttLink:
         if self._tls:
             sock.stream = self._tls.wrap_socket(raw, server_hostname=b["host"], do_handshake_on_connect=False)
         # umqtt writes CONNECT and a SUBSCRIBE per topic into the held buffer and stops where it reads the reply
+        c = self._client = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"],
+                                      b["keepalive"])
+        c.set_callback(self._deliver)
+        c.set_last_will(self.status_topic, b"offline", retain=True)
         umqtt.simple.socket = sock  # connect() takes its socket from there: ours, connected
-        c.pid = 0
         for topic in [None] + self._subs:
             try:
                 # clean session off; QoS 1 but for the live topics
@@ -154,8 +159,7 @@ class MqttLink:
             except OSError as e:
                 if e.errno != UNSENT:
                     raise
-        mv = memoryview(self._rx)[: sock.held]
-        sock.held = -1
+        mv = sock.hold()
         while mv:
             k = sock.stream.write(mv)  # the TLS handshake runs in these writes
             if k:
@@ -167,8 +171,7 @@ class MqttLink:
             raise ValueError("not MQTT: %r" % bytes(head[:4]))
         k = head[3]
         if k:
-            raise MQTTException("broker refused the connection: %s (CONNACK %d)"
-                                % (_REFUSED.split("|")[k - 1] if k <= 5 else "?", k))
+            raise MQTTException(_REFUSED.split("|")[k if k <= 5 else 0])  # the broker refused us
         self.up = True  # publish() works from here: replies to requests kept in our session go out
         k = len(self._subs)
         while k:
@@ -178,7 +181,7 @@ class MqttLink:
                 continue
             # SUBACK (3.9): one of our packet ids (umqtt counts them from 1), then the granted QoS or 0x80
             if head[1] != 3 or not 0 < head[2] << 8 | head[3] <= len(self._subs) or head[4] > 2:
-                raise MQTTException("broker refused the subscription: %r" % bytes(head[:5]))
+                raise MQTTException("SUBACK %r" % bytes(head[:5]))  # refused, or not ours
             k -= 1
         c.publish(self.status_topic, b"online", retain=True)
         self._last_ping = time.ticks_ms()
@@ -190,7 +193,7 @@ class MqttLink:
         if self.up:
             log(WARN, "mqtt link down:", repr(why))
         self.up = False
-        self._client.sock = umqtt.simple.socket = None
+        self._client = umqtt.simple.socket = None
         stream = self._sock.stream
         if stream:
             self._sock.stream = None
@@ -255,6 +258,6 @@ class MqttLink:
             try:
                 self._service()
                 if self.up:
-                    await self._sock.ready(False, _IDLE_MS)
+                    await self._wait(False, time.ticks_add(time.ticks_ms(), _IDLE_MS), True)
             except _ERRORS as e:
                 self._down(e)

@@ -2,7 +2,7 @@
 
 umqtt.simple reads a packet with several blocking reads once its first byte is in. Here the link
 first gathers a whole packet with non-blocking reads (pull(), awaiting the socket in between with
-ready()), and only then lets umqtt read it: no umqtt read ever waits on the network. A PUBLISH
+wait_io()), and only then lets umqtt read it: no umqtt read ever waits on the network. A PUBLISH
 body larger than the message buffer keeps its head (where replyTo is) and the rest is read and
 dropped as it arrives. Writes go out non-blocking; one that finds no room in the send buffer for
 _WRITE_MS raises. Bytes that cannot be MQTT (a packet type a server never sends, a length past
@@ -10,7 +10,6 @@ the buffers) raise ValueError: the link reconnects. Made once, at start-up, and 
 connection, so connecting allocates little.
 """
 
-import asyncio
 import select
 import time
 from asyncio import core
@@ -33,9 +32,10 @@ _BODY = const(4)
 _DRAIN = const(5)
 _REST = const(6)
 _DONE = const(7)
+_HELD = const(8)  # not reading: writes go into the body buffer, unsent (_at bytes so far)
 
 
-def _io(stream, write):
+def wait_io(stream, write):
     """Until stream is writable (or readable): the asyncio poller wakes us (as extmod/asyncio/stream.py)."""
     yield (core._io_queue.queue_write if write else core._io_queue.queue_read)(stream)
 
@@ -44,42 +44,44 @@ class PacketSocket:
     """A broker connection's stream: packets gathered without blocking, served to umqtt.simple's reads."""
 
     def __init__(self, head, body):
-        self._head = head  # fixed header, and a PUBLISH's topic and packet id, or any other packet whole
-        self._body = memoryview(body)  # a PUBLISH's payload
-        self.stream = None
+        self.head = memoryview(head)  # fixed header, and a PUBLISH's topic and packet id, or any other packet
+        self.body = memoryview(body)  # a PUBLISH's payload
+        self.stream = None  # the TCP socket, or its TLS wrapper
+        self.refused = 0  # size of a payload refused for its size (its head is kept), until the caller clears it
+        self.last_rx = 0
+        # every attribute is made here, at start-up, so connecting never grows the instance's table
+        self._stage = self._pos = self._hlen = self._at = self._want = self._left = 0
 
-    def attach(self, stream, held):
-        """A new connection on stream; held: writes are kept in the body buffer, unsent, until flush()."""
-        self.stream = stream  # the TCP socket, or its TLS wrapper
-        self.held = 0 if held else -1
-        self.refused = 0  # size of a payload refused for its size, until the caller clears it
-        self.last_rx = time.ticks_ms()
+    def hold(self, stream=None):
+        """hold(stream): a new connection on stream, whose writes are kept in the body buffer, unsent.
+        hold(): those writes; the socket reads from now on."""
+        if stream:
+            self.stream = stream
+            self.last_rx = time.ticks_ms()
+            self._stage, self._at = _HELD, 0
+            return None
         self._stage = _DONE  # pull() begins the first packet; read() has nothing
-        self._pos = 1
-        self._hlen = 0
-
-    async def ready(self, write, ms):
-        """True once the stream is writable (or readable), False after ms."""
-        try:
-            await asyncio.wait_for_ms(_io(self.stream, write), ms)
-            return True
-        except asyncio.TimeoutError:
-            return False
+        self._pos, self._hlen = 1, 0
+        return self.body[: self._at]
 
     def pull(self):
-        """Read what has arrived into the packet being gathered; True once it is whole (then it is served)."""
-        head = self._head
-        if self._stage == _DONE:  # begin the next packet
+        """Read what has arrived into the packet being gathered; True once it is whole (then it is served,
+        and the next pull() after umqtt read it begins the next packet)."""
+        head, body = self.head, self.body
+        if self._stage == _DONE:
+            if not self._pos:
+                return True  # the packet gathered has not been read yet
+            # begin the next packet
             self._stage = _FIXED
             self._at = 0  # where the next bytes go in the stage's buffer
             self._want = 2  # every packet has a type byte and at least one length byte
             self._pos = 0  # umqtt's read position
-            self._keep = -1  # payload bytes kept (-1: the whole payload)
+            self.refused = 0
         while True:
             stage = self._stage
             if self._want:
-                buf = self._body if _BODY <= stage <= _DRAIN else head
-                k = self.stream.readinto(memoryview(buf)[self._at : self._at + self._want])
+                buf = body if _BODY <= stage <= _DRAIN else head
+                k = self.stream.readinto(buf[self._at : self._at + self._want])
                 if k is None:
                     return False
                 if not k:
@@ -114,15 +116,16 @@ class PacketSocket:
                 n = self._left - (at - self._hlen)  # the payload
                 bad = n < 0
                 self._hlen = at
-                if n > len(self._body):
+                if n > len(body):
                     self.refused = n
-                    self._keep = max(len(self._body) - _TAIL, 0)
-                    self._left = n - self._keep  # to drain
-                    n = self._keep
+                    keep = max(len(body) - _TAIL, 0)
+                    self._left = n - keep  # to drain
+                    n = keep
                 self._stage, self._at, self._want = _BODY, 0, n
-            elif self._keep >= 0 and self._left and stage != _REST:  # more of an oversized payload to drain
-                self._stage, self._at = _DRAIN, self._keep
-                self._want = min(len(self._body) - self._keep, self._left)
+            elif self.refused and self._left and stage != _REST:  # more of an oversized payload to drain
+                keep = max(len(body) - _TAIL, 0)
+                self._stage, self._at = _DRAIN, keep
+                self._want = min(len(body) - keep, self._left)
                 self._left -= self._want
             else:
                 if stage == _REST:
@@ -134,45 +137,46 @@ class PacketSocket:
 
     def read(self, n):
         """umqtt.simple's read: None while no whole packet is gathered, else the packet's next n bytes."""
-        if self.held >= 0:
+        if self._stage == _HELD:
             raise OSError(UNSENT)
         if self._stage != _DONE:
             return None
         pos = self._pos
         if pos < self._hlen:
             self._pos = end = min(pos + n, self._hlen)
-            return bytes(self._head[pos:end])
+            return bytes(self.head[pos:end])
         if pos > self._hlen:
             return b""  # past the packet: umqtt raises for it
         self._pos += 1
-        if self._keep >= 0:
-            return self._body[: self._keep]
-        return bytes(self._body[:n]) if n <= _SMALL else self._body[:n]
+        body = self.body
+        if self.refused:
+            return body[: max(len(body) - _TAIL, 0)]
+        return bytes(body[:n]) if n <= _SMALL else body[:n]
 
     def write(self, buf, n=None):
-        mv = memoryview(buf)
         if n is not None:
-            mv = mv[:n]
-        at = self.held
-        if at >= 0:
-            self._body[at : at + len(mv)] = mv  # ValueError past the buffer
-            self.held = at + len(mv)
+            buf = memoryview(buf)[:n]
+        if self._stage == _HELD:
+            at = self._at
+            self.body[at : at + len(buf)] = memoryview(buf)  # umqtt writes str too; ValueError past the buffer
+            self._at = at + len(buf)
             return n
-        poll = None
+        k = self.stream.write(buf)  # all of it, unless the send buffer is full
+        if k == len(buf):
+            return k
+        mv = memoryview(buf)[k or 0 :]
+        deadline = time.ticks_add(time.ticks_ms(), _WRITE_MS)
+        poll = select.poll()
+        poll.register(self.stream, select.POLLOUT)
         while mv:
-            k = self.stream.write(mv)
-            if k:
-                mv = mv[k:]
-                continue
-            if poll is None:
-                deadline = time.ticks_add(time.ticks_ms(), _WRITE_MS)
-                poll = select.poll()
-                poll.register(self.stream, select.POLLOUT)
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
                 raise OSError(110)  # ETIMEDOUT
             poll.poll(left)
-        return n
+            k = self.stream.write(mv)
+            if k:
+                mv = mv[k:]
+        return len(buf)
 
     def setblocking(self, *args):
         """Reads never block here, whatever umqtt asks; nor is there a timeout to set."""
