@@ -33,7 +33,7 @@ from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
 from .log import DEBUG, INFO, WARN, log
-from .mqtt_socket import UNSENT, PacketSocket, wait_io
+from .mqtt_socket import PacketSocket, wait_io
 
 _BACKOFF_MIN_MS = const(200)
 _BACKOFF_MAX_MS = const(1200)  # plus up to 25 % jitter: an attempt starts at most 1.5 s after the last one did
@@ -123,15 +123,16 @@ class MqttLink:
         b, sock = self._broker, self._sock
         head = sock.head
         if self._addr is None:  # resolved once; a numeric address is parsed, with no DNS query
-            parts = b["host"].split(".")
-            if len(parts) == 4 and all(p.isdigit() for p in parts):
-                self._addr = socket.getaddrinfo(b["host"], b["port"])[0][-1]
+            host = b["host"]
+            if host.count(".") == 3 and host.replace(".", "").isdigit():
+                self._addr = socket.getaddrinfo(host, b["port"])[0][-1]
             else:
                 from .dns import address  # a name: looked up off the loop
 
-                self._addr = await address(b["host"], b["port"], self._beat)
+                self._addr = await address(host, b["port"], self._beat)
         raw = socket.socket()
-        sock.hold(raw)
+        sock.stream = raw
+        sock.last_rx = time.ticks_ms()
         raw.setblocking(False)
         try:
             raw.connect(self._addr)
@@ -157,9 +158,9 @@ class MqttLink:
                 # clean session off; QoS 1 but for the live topics
                 c.connect(False) if topic is None else c.subscribe(topic, 0 if topic in self._live else 1)
             except OSError as e:
-                if e.errno != UNSENT:
+                if e.errno != 11:  # EAGAIN: PacketSocket.read() while writes are held
                     raise
-        mv = sock.hold()
+        mv = sock.held()
         while mv:
             k = sock.stream.write(mv)  # the TLS handshake runs in these writes
             if k:

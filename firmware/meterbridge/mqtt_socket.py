@@ -19,7 +19,7 @@ from micropython import const
 _SMALL = const(160)  # message bodies up to this size are served as bytes, larger ones as a memoryview
 _TAIL = const(128)  # the part of the buffer an oversized message's body is drained through
 _WRITE_MS = const(300)  # longest wait for room in the send buffer (a broker that stopped reading)
-UNSENT = const(11)  # EAGAIN: read()'s errno while writes are held (umqtt wants the reply to a held packet)
+_UNSENT = const(11)  # EAGAIN: read()'s errno while writes are held (umqtt wants the reply to a held packet)
 # packet types a server sends (MQTT 3.1.1, 2.2.1): CONNACK PUBLISH PUBACK PUBREC PUBREL PUBCOMP SUBACK UNSUBACK PINGRESP
 _FROM_SERVER = const(0x2AFC)
 # what pull() is reading: the fixed header, a PUBLISH's topic length, its topic (and packet id), its
@@ -32,7 +32,7 @@ _BODY = const(4)
 _DRAIN = const(5)
 _REST = const(6)
 _DONE = const(7)
-_HELD = const(8)  # not reading: writes go into the body buffer, unsent (_at bytes so far)
+_HELD = const(8)  # from connect() to held(): writes go into the body buffer, unsent (_at bytes so far)
 
 
 def wait_io(stream, write):
@@ -52,14 +52,8 @@ class PacketSocket:
         # every attribute is made here, at start-up, so connecting never grows the instance's table
         self._stage = self._pos = self._hlen = self._at = self._want = self._left = 0
 
-    def hold(self, stream=None):
-        """hold(stream): a new connection on stream, whose writes are kept in the body buffer, unsent.
-        hold(): those writes; the socket reads from now on."""
-        if stream:
-            self.stream = stream
-            self.last_rx = time.ticks_ms()
-            self._stage, self._at = _HELD, 0
-            return None
+    def held(self):
+        """The writes kept since connect(); the socket reads from now on."""
         self._stage = _DONE  # pull() begins the first packet; read() has nothing
         self._pos, self._hlen = 1, 0
         return self.body[: self._at]
@@ -138,7 +132,7 @@ class PacketSocket:
     def read(self, n):
         """umqtt.simple's read: None while no whole packet is gathered, else the packet's next n bytes."""
         if self._stage == _HELD:
-            raise OSError(UNSENT)
+            raise OSError(_UNSENT)
         if self._stage != _DONE:
             return None
         pos = self._pos
@@ -184,11 +178,12 @@ class PacketSocket:
 
     # umqtt.simple's connect() makes its socket with its module's socket() and getaddrinfo(), connects it
     # and (1.5.0 and later) sets its timeout: the link points that module name here, so connect() gets
-    # this socket, already connected
-    socket = connect = settimeout = setblocking
+    # this socket, already connected, and what it writes is held until held()
+    socket = settimeout = setblocking
 
     def getaddrinfo(self, *args):
         return ((None,),)
 
-    def close(self):
-        self.stream.close()
+    def connect(self, addr):
+        """umqtt.simple is about to write CONNECT (and SUBSCRIBEs): keep them in the body buffer, unsent."""
+        self._stage, self._at = _HELD, 0
