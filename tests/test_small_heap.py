@@ -38,7 +38,7 @@ def test_a_meter_publishes_and_answers_at_64k(bridge, name):
 def test_reply_topics_of_any_characters_leave_no_ram_behind(bridge):
     """Every distinct character of a str that MicroPython iterates is interned as a qstr, and a qstr is never
     freed: replyTo is checked on its UTF-8 bytes, so requests naming 4000 distinct characters leave nothing
-    behind (iterating the str, the 64k heap runs out after about ten of them)."""
+    behind (iterating the str, this 80k heap ran out after six of them)."""
     b = bridge(heapsize="80k", form="rom", period_ms=250)
     with b.everest() as ev:
         ev.wait_for("powermeter_values", timeout=10)
