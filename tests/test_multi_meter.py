@@ -79,6 +79,20 @@ def test_live_meters_keep_their_period_beside_a_dead_one(bus, broker, live, dead
     assert b.alive()
 
 
+def test_many_long_topics_fit_the_connect_handshake(bus, broker):
+    """CONNECT and every SUBSCRIBE wait in the receive buffer until the handshake sends them; a non-signing bridge
+    sizes that buffer for a request's head (512 B), which three meters with long module ids overflow."""
+    long_id = "charger-left-cabinet-meter-"
+    b = bus([("eastron_sdm630_v2", 1), ("carlo_gavazzi_em340", 2)], ("abb_b23", 9), heapsize="100k")
+    b.stop()
+    for m in b.config["meters"]:
+        m["module_id"] = long_id + m["module_id"]
+    b.start()  # before the fix: ValueError in connect, never online
+    with EverestClient("127.0.0.1", broker, long_id + "pm1") as ev:
+        ev.wait_for("powermeter_values", timeout=10)
+    assert "connect failed" not in b.firmware_log()
+
+
 def test_a_dead_meter_costs_its_timeout_per_try(bus):
     b = bus([("eastron_sdm630_v2", 1), ("carlo_gavazzi_em340", 2)], ("eastron_sdm630_v2", 7))
     procs.stop(b.fw)  # the firmware's own meters would share the line with this measurement

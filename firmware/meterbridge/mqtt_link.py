@@ -57,6 +57,15 @@ class MqttLink:
         self._on_message = on_message
         self._on_connect = on_connect
         self.status_topic = ("meterbridge/%s/status" % b["client_id"]).encode()
+        # CONNECT and the SUBSCRIBEs are held in rx until the handshake sends them (MQTT 3.1.1, 3.1 and 3.8:
+        # at most 5 bytes of fixed header, a 10-byte variable header, 2 length bytes per string, 2 of packet id
+        # and 1 of QoS per topic): a buffer sized for a request's head alone is too small for many meters
+        held = 5 + 10 + 5 * 2 + len(b["client_id"]) + len(self.status_topic) + len(b"offline")
+        held += len((b["username"] or "").encode()) + len((b["password"] or "").encode())
+        for t in subscriptions:
+            held += 8 + len(t)
+        if len(rx) < held:
+            rx = bytearray(held)
         self.up = False
         self.connects = 0
         self.refused = 0  # messages refused for their size; on_message gets only their head
