@@ -43,8 +43,6 @@ _TCP_MS = const(1000)  # a TCP connect not answered by then is given up (a host 
 _HANDSHAKE_MS = const(10000)  # TLS, CONNACK and SUBACK, from the TCP connect on
 # CONNACK return codes 1..5, MQTT 3.1.1 section 3.2.2.3
 _REFUSED = const("?|bad protocol|client id refused|unavailable|bad user or password|not authorised")
-# what a broken stream or a broker that is not MQTT raises here or in umqtt (its asserts included)
-_ERRORS = (OSError, MQTTException, IndexError, ValueError, MemoryError, AssertionError)
 
 
 class MqttLink:
@@ -219,7 +217,7 @@ class MqttLink:
             return False
         try:
             self._client.publish(topic, msg, retain)
-        except _ERRORS as e:
+        except Exception as e:  # noqa: BLE001 - a broken stream, bytes that are not MQTT, umqtt's asserts
             if self._delivering:  # umqtt still reads the packet: close the socket once the callback returns
                 self._fault = e
             else:
@@ -257,8 +255,8 @@ class MqttLink:
                 try:
                     await self._connect()
                     backoff = _BACKOFF_MIN_MS
-                except _ERRORS as e:
-                    # the first failure in a row is a warning, the retries every 2 s are not news
+                except Exception as e:  # noqa: BLE001 - a broken stream, bytes that are not MQTT, umqtt's asserts
+                    # the first failure in a row is a warning, the retries every 1.5 s are not news
                     log(WARN if backoff == _BACKOFF_MIN_MS else DEBUG, "mqtt connect failed:", repr(e))
                     self._down(e)
                     pause = backoff + random.getrandbits(16) % (backoff // 4 + 1)  # from this attempt's start
@@ -269,5 +267,5 @@ class MqttLink:
                 self._service()
                 if self.up:
                     await self._wait(False, time.ticks_add(time.ticks_ms(), _IDLE_MS), True)
-            except _ERRORS as e:
+            except Exception as e:  # noqa: BLE001 - a broken stream, bytes that are not MQTT, umqtt's asserts
                 self._down(e)
