@@ -18,6 +18,7 @@ import termios
 import time
 
 import serial
+from pymodbus.framer import FramerRTU
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -238,13 +239,8 @@ def _profiles(names):
 
 
 def _crc(data):
-    """CRC-16/MODBUS of data, low byte first (Modbus over serial line v1.02, 6.2.2)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc.to_bytes(2, "little")
+    """CRC-16/MODBUS of data, low byte first (Modbus over serial line v1.02, 6.2.2), by the simulator's pymodbus."""
+    return FramerRTU.compute_CRC(data).to_bytes(2, "big")
 
 
 def _ints(text):
