@@ -14,7 +14,6 @@ every line setting is tried and a profile is chosen by all of its fields, the vo
 import argparse
 import json
 import sys
-import termios
 import time
 
 import serial
@@ -25,6 +24,7 @@ from rich.table import Table
 
 from ..codec import PROFILE_DIR, WIDTHS, ProfileError, decode_exact, load_profile
 from ..errors import CommandError
+from ..sim.link import char_time, frame_gap, open_serial
 
 BAUDS = (9600, 19200, 38400, 115200, 2400, 4800, 57600)  # the usual first; a meter's manual lists its own
 PARITIES = "NEO"  # Modbus over serial line v1.02, 2.5.1: even parity is the default, none and odd are allowed
@@ -86,19 +86,9 @@ class Line:
 
     def __init__(self, port, baud, parity, timeout_ms):
         self.baud, self.parity = baud, parity
-        self._char = (10 if parity == "N" else 11) / baud
+        self._char = char_time(baud, parity)
         self._timeout = timeout_ms / 1000
-        try:
-            self._port = serial.Serial(port, baud, parity=parity, timeout=0)
-        except (termios.error, serial.SerialException):
-            if parity == "N":
-                raise
-            # a Linux pty refuses PARENB (EINVAL) but keeps PARODD: odd parity shows there, even looks like none
-            self._port = serial.Serial(port, baud, timeout=0)
-            if parity == "O":
-                attrs = termios.tcgetattr(self._port.fd)
-                attrs[2] |= termios.PARODD
-                termios.tcsetattr(self._port.fd, termios.TCSANOW, attrs)
+        self._port = open_serial(port, baud, parity)
 
     def __enter__(self):
         return self
@@ -122,7 +112,7 @@ class Line:
 
     def _transact(self, frame, size):
         """Send frame; the reply of size bytes (or a 5-byte exception) from its slave with a good CRC, or None."""
-        time.sleep(3.5 * 11 / self.baud if self.baud <= 19200 else 0.00175)  # t3.5 before a frame
+        time.sleep(frame_gap(self.baud))  # t3.5 before a frame
         self._port.reset_input_buffer()
         self._port.write(frame)
         deadline = time.monotonic() + (len(frame) + size) * self._char + self._timeout

@@ -1,4 +1,5 @@
-"""Byte links for the simulator: a pty that keeps real wire timing, or a real serial port."""
+"""Byte links for the simulator: a pty that keeps real wire timing, or a real serial port (its opening, character
+time and t3.5 are shared with scan)."""
 
 import os
 import termios
@@ -16,6 +17,23 @@ def char_time(baud, parity):
 def frame_gap(baud):
     """Modbus t3.5: 3.5 characters of 11 bits, fixed at 1.75 ms above 19200 baud."""
     return 38.5 / baud if baud <= 19200 else 0.00175
+
+
+def open_serial(port, baud, parity):
+    """A non-blocking serial.Serial at baud 8{parity}1. A Linux pty (socat's too) refuses PARENB with EINVAL but
+    keeps PARODD (drivers/tty/pty.c, pty_set_termios): there it opens without the bit, odd parity set so that the
+    other end sees it, and the parity bit's time is still counted by char_time."""
+    try:
+        return serial.Serial(port, baud, parity=parity, timeout=0)
+    except (termios.error, serial.SerialException):
+        if parity == "N":
+            raise
+    bare = serial.Serial(port, baud, timeout=0)
+    if parity == "O":
+        attrs = termios.tcgetattr(bare.fd)
+        attrs[2] |= termios.PARODD
+        termios.tcsetattr(bare.fd, termios.TCSANOW, attrs)
+    return bare
 
 
 # termios speed constant -> baud, for the speeds a pty's other end may set
@@ -80,13 +98,7 @@ class SerialLink:
     def __init__(self, port, baud, parity):
         self.name, self.baud, self.parity = port, baud, parity
         self.char = char_time(baud, parity)
-        try:
-            self._port = serial.Serial(port, baud, parity=parity, timeout=0)
-        except (termios.error, serial.SerialException):
-            if parity == "N":
-                raise
-            # a pty (socat's too) refuses PARENB with EINVAL: serve without the bit, timing the parity bit as on a pty
-            self._port = serial.Serial(port, baud, timeout=0)
+        self._port = open_serial(port, baud, parity)
 
     def fileno(self):
         """The port's descriptor, for select."""
