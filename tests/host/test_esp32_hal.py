@@ -26,7 +26,24 @@ MICROPYTHON = str(REPO / ".venv" / "bin" / "micropython")
 MICROPYPATH = ":".join([".frozen", str(STANDIN), str(REPO / "firmware"), str(REPO / "build" / "lib")])
 
 
-class Meter:
+class Serving:
+    """Runs self._serve() on a daemon thread while in a with block (it loops until self._stop), then self._close()."""
+
+    def __init__(self):
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+        self._close()
+
+
+class Meter(Serving):
     """Answers FC4 reads of 4 registers with 1, 2, 3, 4 and FC16 writes on the master side of a pty, on a
     meter's timing."""
 
@@ -40,16 +57,9 @@ class Meter:
         self.path = os.ttyname(slave)
         self._slave = slave
         self.reply_us = []  # CLOCK_MONOTONIC us of each reply's first byte (the unix port's ticks_us clock)
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        super().__init__()
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._thread.join()
+    def _close(self):
         os.close(self.master)
         os.close(self._slave)
 
@@ -180,7 +190,7 @@ def test_an_auto_direction_transceiver_gets_no_de_edges():
     assert [f[4] for f in seen["frames"]] == [None] * 3  # no DE wire at all
 
 
-class NtpServer:
+class NtpServer(Serving):
     """Answers NTP client queries (RFC 5905) with the host clock on the given loopback addresses."""
 
     def __init__(self, hosts=("127.0.0.1",)):
@@ -190,16 +200,9 @@ class NtpServer:
         self.port = self._socks[0].getsockname()[1]
         for sock, host in zip(self._socks[1:], hosts[1:], strict=True):
             sock.bind((host, self.port))
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        super().__init__()
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._thread.join()
+    def _close(self):
         for sock in self._socks:
             sock.close()
 
