@@ -229,6 +229,13 @@ def test_kills_at_random_moments_lose_and_double_nothing(bridge, tmp_path):
     assert not list(drive.journal.parent.glob("*.bad"))
 
 
+def _kill_during_transaction(b, ev, tid):
+    """Start transaction tid, then kill the firmware while it runs."""
+    assert ev.start_transaction(tid, **IDENT)["status"] == "OK"
+    b.fw.kill()
+    b.fw.wait()
+
+
 def _restart(b, ev):
     mark = ev.mark()
     b.start_firmware()
@@ -241,9 +248,7 @@ def test_a_lost_journal_loses_no_signed_transaction(bridge, tmp_path, loss):
     b = start_signing(bridge, tmp_path)
     path = b.dir / "state" / "tx-pm1.json"
     with b.everest() as ev:
-        assert ev.start_transaction("tx-a", **IDENT)["status"] == "OK"
-        b.fw.kill()
-        b.fw.wait()
+        _kill_during_transaction(b, ev, "tx-a")
         if loss == "deleted":
             path.unlink()
         else:  # parses, but "meta" is no text: ending the meter's transaction after its power cut crashed on it
@@ -265,9 +270,7 @@ def test_a_record_nobody_asked_for_is_logged_whole_with_its_transaction(bridge, 
     b = start_signing(bridge, tmp_path)
     path = b.dir / "state" / "tx-pm1.json"
     with b.everest() as ev:
-        assert ev.start_transaction("tx-a", **IDENT)["status"] == "OK"
-        b.fw.kill()
-        b.fw.wait()
+        _kill_during_transaction(b, ev, "tx-a")
         path.write_bytes(b"{garbage")
         _restart(b, ev)
         assert ev.start_transaction("tx-b", **IDENT)["status"] == "OK"
