@@ -129,6 +129,11 @@ class MqttLink:
         """TCP, TLS, CONNECT/CONNACK, SUBSCRIBE/SUBACK, every wait awaited against a deadline."""
         b, sock = self._broker, self._sock
         head = sock.head
+        # the client first, before any wait: at start-up the heap has not yet been cut up by the poll cycles
+        c = self._client = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"],
+                                      b["keepalive"])
+        c.set_callback(self._deliver)
+        c.set_last_will(self.status_topic, b"offline", retain=True)
         if self._addr is None:  # resolved once; a numeric address is parsed, with no DNS query
             host = b["host"]
             if host.count(".") == 3 and host.replace(".", "").isdigit():
@@ -155,10 +160,6 @@ class MqttLink:
         if self._tls:
             sock.stream = self._tls.wrap_socket(raw, server_hostname=b["host"], do_handshake_on_connect=False)
         # umqtt writes CONNECT and a SUBSCRIBE per topic into the held buffer and stops where it reads the reply
-        c = self._client = MQTTClient(b["client_id"], b["host"], b["port"], b["username"], b["password"],
-                                      b["keepalive"])
-        c.set_callback(self._deliver)
-        c.set_last_will(self.status_topic, b"offline", retain=True)
         umqtt.simple.socket = sock  # connect() takes its socket from there: ours, connected
         for topic in [None] + self._subs:
             try:
