@@ -12,6 +12,7 @@ from pathlib import Path
 
 import heap
 import latency
+import link
 import rate
 import size
 import startup
@@ -64,6 +65,7 @@ def sections(work, port, quick):
         ("heap 100k", lambda: heap.rows(work / "heap100", port, "100k", seconds=secs)),
         ("heap 32-bit", lambda: wasm32.rows(work / "wasm32", seconds=secs)),
         ("update", lambda: update.rows(work / "update", port)),
+        ("broker faults", lambda: link.rows(port)),
         ("size", size.rows),
         ("wire", lambda: _wire(quick)),
     ]
