@@ -1,5 +1,10 @@
 """Read plans that learn: a meter refusing reads its profile allows still gives whole, exact datasets, and
-a restart plans with what it taught instead of failing again. Clear log lines for silence and refusals."""
+a restart plans with what it taught instead of failing again. Clear log lines for silence and refusals.
+
+The refusing meter follows the references the simulator cites (host/meterbridge/sim/table.py): Modbus
+Application Protocol v1.1b3, 6.3/6.4 and 7 (exception 02 for a register it does not have, 03 for a quantity
+it does not accept), and a field report of an SDM72DM that stays silent instead (esphome issue 4627).
+"""
 
 import json
 
