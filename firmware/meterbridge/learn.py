@@ -56,19 +56,20 @@ async def pieces(m, i, why):
                 at = end
                 longest = max(longest, end - start)
                 continue
-            except rtu.ModbusExceptionReply as e:
-                m.heard = m.cycles
-                if e.code not in (_ILLEGAL_ADDRESS, _ILLEGAL_VALUE) or _span(m, i, start) + _next >= end:
-                    if e.code in (_ILLEGAL_ADDRESS, _ILLEGAL_VALUE) and not m.failures:
-                        log(WARN, m.module_id, "slave %d refuses registers %d..%d, which fields need (%s): does "
-                            "the profile fit this meter?" % (m.slave, addr + start, addr + end - 1, e))
+            except rtu.ModbusError as e:
+                if e.kind == rtu.EXCEPTION:
+                    m.heard = m.cycles
+                    if e.code not in (_ILLEGAL_ADDRESS, _ILLEGAL_VALUE) or _span(m, i, start) + _next >= end:
+                        if e.code in (_ILLEGAL_ADDRESS, _ILLEGAL_VALUE) and not m.failures:
+                            log(WARN, m.module_id, "slave %d refuses registers %d..%d, which fields need (%s): "
+                                "does the profile fit this meter?" % (m.slave, addr + start, addr + end - 1, e))
+                        raise
+                    code = e.code
+                elif e.kind == rtu.TIMEOUT and silences and _span(m, i, start) + _next < end:
+                    silences -= 1
+                    code = SILENT
+                else:
                     raise
-                code = e.code
-            except rtu.ModbusTimeout:
-                if not silences or _span(m, i, start) + _next >= end:
-                    raise
-                silences -= 1
-                code = SILENT
             why = why or code
             lim = _teach(m, i, start, end, code, lim)
     except rtu.ModbusError:

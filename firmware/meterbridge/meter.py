@@ -20,10 +20,9 @@ _FRESH_MS = const(4000)  # a meter is read at least every 2 s (app._PROBE_MS): o
 _ILLEGAL_ADDRESS = const(2)  # a register it does not have (a hole)
 _ILLEGAL_VALUE = const(3)  # a count it does not accept (too long)
 _SILENT = const(4)  # no reply at all: learn.SILENT
-# Kinds of failed cycle, counted in Meter.errors in this order: the bus's (see _failed) and a dataset the
-# plausibility check refused.
+# Kinds of failed cycle, counted in Meter.errors in this order: the bus's (rtu.TIMEOUT .. rtu.BYTE_COUNT, the
+# ModbusError's kind) and a dataset the plausibility check refused.
 ERRORS = ("timeout", "crc", "exception", "garbage", "byte_count", "implausible")
-_GARBAGE = const(3)
 _IMPLAUSIBLE = const(5)
 _POWER = const(2)  # power_W's index in powermeter.OBJECTS: the largest power bounds how fast energy grows
 _SLACK_WH = const(1000)  # energy may grow this much more than the largest power allows (a counter's step)
@@ -119,15 +118,16 @@ class Meter:
                         self.heard = self.cycles
                         self.take(i, 0, 2 * count)
                         continue
-                    except rtu.ModbusExceptionReply as e:
-                        self.heard = self.cycles  # a refusal is an answer too
-                        if e.code not in (_ILLEGAL_ADDRESS, _ILLEGAL_VALUE):
+                    except rtu.ModbusError as e:
+                        if e.kind == rtu.EXCEPTION:
+                            self.heard = self.cycles  # a refusal is an answer too
+                            if e.code not in (_ILLEGAL_ADDRESS, _ILLEGAL_VALUE):
+                                raise
+                            why = e.code
+                        elif e.kind == rtu.TIMEOUT and self.heard == self.cycles:
+                            why = _SILENT  # silence is a limit only while shorter reads are answered
+                        else:
                             raise
-                        why = e.code
-                    except rtu.ModbusTimeout:
-                        if self.heard != self.cycles:  # silence is a limit only while shorter reads are answered
-                            raise
-                        why = _SILENT
                 try:
                     from . import learn  # rarely needed: loaded the first time a read is refused
                 except MemoryError:
@@ -143,7 +143,7 @@ class Meter:
         if why:
             if self.last_error_kind != ERRORS[_IMPLAUSIBLE] or not self.failures:
                 log(WARN, self.module_id, "dataset refused:", why)
-            self._failed(why, _IMPLAUSIBLE)
+            self._failed(why)
             return False
         self.failures = 0
         self.online = True
@@ -158,16 +158,9 @@ class Meter:
                 return True
         return False
 
-    def _failed(self, e, kind=_GARBAGE):
-        """Count a failed cycle: of kind, or for a bus error of the kind its class says."""
-        if isinstance(e, rtu.ModbusTimeout):
-            kind = 0
-        elif isinstance(e, rtu.CrcError):
-            kind = 1
-        elif isinstance(e, rtu.ModbusExceptionReply):
-            kind = 2
-        elif isinstance(e, rtu.ByteCountError):
-            kind = 4
+    def _failed(self, e):
+        """Count a failed cycle: a bus error (rtu.ModbusError) of its kind, or why a dataset is implausible."""
+        kind = e.kind if isinstance(e, rtu.ModbusError) else _IMPLAUSIBLE
         self.failures += 1
         self.errors[kind] += 1
         self.last_error_kind = ERRORS[kind]

@@ -71,13 +71,14 @@ def rtu():
     try:
         rtu.check_response(req, reply, len(reply))
         return False, "a reply with a flipped bit passed"
-    except rtu.CrcError:
-        pass
+    except rtu.ModbusError as e:
+        if e.kind != rtu.CRC:
+            return False, "a reply with a flipped bit: %s" % e
     try:
         rtu.check_response(req, bytearray(b"\x01\x84\x02\xc2\xc1"), 5)
         return False, "an exception reply passed"
-    except rtu.ModbusExceptionReply as e:
-        if e.code != 2:
+    except rtu.ModbusError as e:
+        if e.kind != rtu.EXCEPTION or e.code != 2:
             return False, "exception code %d, want 2" % e.code
     return True, "CRC, request, reply, corrupt reply and exception reply"
 

@@ -35,10 +35,12 @@ class Bus:
     async def read(self, slave, fc, addr, count):
         if count > self.limit:
             self.refused += 1
-            raise rtu.ModbusTimeout("no reply") if self.silent else rtu.ModbusExceptionReply(3)
+            if self.silent:
+                raise rtu.ModbusError(rtu.TIMEOUT, "no reply")
+            raise rtu.ModbusError(rtu.EXCEPTION, "exception code 3", 3)
         if self.hole and addr <= self.hole[1] and self.hole[0] <= addr + count - 1:
             self.refused += 1
-            raise rtu.ModbusExceptionReply(2)
+            raise rtu.ModbusError(rtu.EXCEPTION, "exception code 2", 2)
         for k in range(count):
             w = word(addr + k)
             self.buf[2 * k] = w >> 8
@@ -76,9 +78,9 @@ def logs(path):
     lines = []
     meter_module.log = lambda lvl, *args: lines.append(" ".join(str(a) for a in args))
     prof = profile.load(path)
-    for name, bus in (("never", Script(0, rtu.ModbusTimeout("no reply from slave 1"))),
-                      ("refusing", Script(len(prof.reads), rtu.ModbusExceptionReply(4))),
-                      ("silent", Script(len(prof.reads), rtu.ModbusTimeout("no reply from slave 1")))):
+    for name, bus in (("never", Script(0, rtu.ModbusError(rtu.TIMEOUT, "no reply from slave 1"))),
+                      ("refusing", Script(len(prof.reads), rtu.ModbusError(rtu.EXCEPTION, "exception code 4", 4))),
+                      ("silent", Script(len(prof.reads), rtu.ModbusError(rtu.TIMEOUT, "no reply from slave 1")))):
         del lines[:]
         m = meter(prof, bus, None)
         for _ in range(4):

@@ -19,12 +19,8 @@ def _frame(body):
 def _verdict(req, resp):
     try:
         rtu.check_response(req, resp, len(resp))
-    except rtu.ByteCountError:
-        return "byte_count"
-    except rtu.CrcError:
-        return "crc"
     except rtu.ModbusError as e:
-        return type(e).__name__
+        return ERRORS[e.kind]
     return "ok"
 
 
@@ -55,8 +51,8 @@ class _Failing:
 
 doc = {"function_code": 4, "fields": {"energy_Wh_import.total": {"reg": 0, "type": "f32", "exp10": 3}}}
 prof = profile.compile_profile(doc)
-errs = [rtu.ModbusTimeout("t"), rtu.CrcError("c"), rtu.ModbusExceptionReply(4), rtu.FrameError("g"),
-        rtu.ByteCountError("b"), rtu.ModbusTimeout("t")]
+errs = [rtu.ModbusError(rtu.TIMEOUT, "t"), rtu.ModbusError(rtu.CRC, "c"), rtu.ModbusError(rtu.EXCEPTION, "x", 4),
+        rtu.ModbusError(rtu.GARBAGE, "g"), rtu.ModbusError(rtu.BYTE_COUNT, "b"), rtu.ModbusError(rtu.TIMEOUT, "t")]
 m = Meter({"module_id": "m", "meter_id": "m", "slave": 1, "period_ms": 1000}, prof, _Failing(errs), Dataset(1))
 for _ in range(6):
     asyncio.run(m.poll())

@@ -16,4 +16,4 @@ while True:
         rtu.check_response(unhexlify(case["request"]), reply, len(reply))
         sys.stdout.write("ok\n")
     except rtu.ModbusError as e:
-        sys.stdout.write(type(e).__name__ + "\n")
+        sys.stdout.write("kind%d\n" % e.kind)

@@ -49,9 +49,9 @@ class Master:
             tries -= 1
             try:
                 return await self._once(n)
-            except rtu.ModbusExceptionReply:
-                raise
-            except rtu.ModbusError:
+            except rtu.ModbusError as e:
+                if e.kind == rtu.EXCEPTION:  # an answer: asking again gets the same one
+                    raise
                 if not tries:
                     self.stats[2] += 1
                     raise
@@ -84,7 +84,7 @@ class Master:
                 self._idle_since = time.ticks_us()
                 if rtu.whole(self._resp, got):  # a short reply with a valid CRC: refused for its size
                     rtu.check_response(req, self._resp, got)
-                raise rtu.ModbusTimeout("no reply from slave %d (%d of %d bytes)" % (req[0], got, want))
+                raise rtu.ModbusError(rtu.TIMEOUT, "no reply from slave %d (%d of %d bytes)" % (req[0], got, want))
             await asyncio.sleep_ms(1)
         self._idle_since = time.ticks_us()
         rtu.check_response(req, self._resp, 5 if self._resp[1] & 0x80 else got)

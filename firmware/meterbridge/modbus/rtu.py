@@ -29,31 +29,21 @@ def crc16(buf, n):
     return c
 
 
+# Kinds of bus failure, in meter.ERRORS' order. One exception class carries its kind as a small int: a class
+# per kind costs about 200 bytes of RAM each, even with the code in ROM.
+TIMEOUT = const(0)  # no (complete) response within the timeout
+CRC = const(1)  # a response whose CRC does not match
+EXCEPTION = const(2)  # the slave answered with an exception code (ModbusError.code)
+GARBAGE = const(3)  # a response from the wrong slave or function, or of the wrong length
+BYTE_COUNT = const(4)  # a well-formed response (valid CRC) that does not carry what was asked: byte count or echo
+
+
 class ModbusError(Exception):
-    """Base of every bus failure."""
+    """Every bus failure: kind says which (TIMEOUT ... BYTE_COUNT), code is an exception reply's code."""
 
-
-class ModbusTimeout(ModbusError):
-    """No (complete) response within the timeout."""
-
-
-class CrcError(ModbusError):
-    """A response whose CRC does not match."""
-
-
-class FrameError(ModbusError):
-    """A response from the wrong slave or function, or of the wrong length."""
-
-
-class ByteCountError(FrameError):
-    """A well-formed response (valid CRC) that does not carry what was asked: wrong byte count or echo."""
-
-
-class ModbusExceptionReply(ModbusError):
-    """The slave answered with an exception code."""
-
-    def __init__(self, code):
-        super().__init__("exception code %d" % code)
+    def __init__(self, kind, message, code=0):
+        super().__init__(message)
+        self.kind = kind
         self.code = code
 
 
@@ -115,20 +105,20 @@ def check_response(req, resp, n):
     the address and value or count (Modbus Application Protocol v1.1b3, 6.3, 6.4, 6.6, 6.12).
     """
     if n < 5:
-        raise ModbusTimeout("short response (%d bytes)" % n)
+        raise ModbusError(TIMEOUT, "short response (%d bytes)" % n)
     if not whole(resp, n):
-        raise CrcError("CRC mismatch")
+        raise ModbusError(CRC, "CRC mismatch")
     if resp[0] != req[0]:
-        raise FrameError("reply from slave %d" % resp[0])
+        raise ModbusError(GARBAGE, "reply from slave %d" % resp[0])
     if resp[1] == req[1] | 0x80:
-        raise ModbusExceptionReply(resp[2])
+        raise ModbusError(EXCEPTION, "exception code %d" % resp[2], resp[2])
     if resp[1] != req[1]:
-        raise FrameError("unexpected function %d" % resp[1])
+        raise ModbusError(GARBAGE, "unexpected function %d" % resp[1])
     want = expected_length(req)
     if req[1] in (FC_READ_HOLDING, FC_READ_INPUT):
         if resp[2] != want - 5 or n != want:
-            raise ByteCountError("byte count %d in a %d-byte reply, %d asked for" % (resp[2], n, want - 5))
+            raise ModbusError(BYTE_COUNT, "byte count %d in a %d-byte reply, %d asked for" % (resp[2], n, want - 5))
         return
     for i in range(2, 6):
         if n != want or resp[i] != req[i]:
-            raise ByteCountError("write reply does not echo the request")
+            raise ModbusError(BYTE_COUNT, "write reply does not echo the request")
