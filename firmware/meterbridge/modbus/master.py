@@ -32,30 +32,42 @@ class Master:
         """The register bytes of the last read (slave, fc and count skipped)."""
         return self._mv[3:]
 
-    async def read(self, slave, fc, addr, count):
-        """Read count registers; the bytes are in data() until the next transaction."""
-        async with self.lock:  # the request buffer is shared by every meter on the bus
-            await self._transact(rtu.encode_read(self._req, slave, fc, addr, count))
+    # read and write hand on _transact's coroutine, and it takes the lock without `async with` (whose
+    # __aenter__ and __aexit__ are coroutines too): each awaited level is one more frame made on the heap per
+    # transaction, and a small heap in pieces may have no room for one
 
-    async def write(self, slave, addr, words):
-        """Write words to holding registers (FC6 for one, FC16 for several)."""
-        async with self.lock:
-            await self._transact(rtu.encode_write(self._req, slave, addr, words))
+    def read(self, slave, fc, addr, count):
+        """Read count registers (await it); the bytes are in data() until the next transaction."""
+        return self._transact(slave, fc, addr, count)
 
-    async def _transact(self, n):
-        self.stats[0] += 1
-        tries = self.retries + 1
-        while True:
-            tries -= 1
-            try:
-                return await self._once(n)
-            except rtu.ModbusError as e:
-                if e.kind == rtu.EXCEPTION:  # an answer: asking again gets the same one
-                    raise
-                if not tries:
-                    self.stats[2] += 1
-                    raise
-                self.stats[1] += 1
+    def write(self, slave, addr, words):
+        """Write words to holding registers, FC6 for one and FC16 for several (await it)."""
+        return self._transact(slave, None, addr, words)
+
+    async def _transact(self, slave, fc, addr, what):
+        """A read of what registers with function fc, or a write of the words what (fc None)."""
+        lock = self.lock
+        await lock.acquire()  # the request buffer is shared by every meter on the bus
+        try:
+            if fc is None:
+                n = rtu.encode_write(self._req, slave, addr, what)
+            else:
+                n = rtu.encode_read(self._req, slave, fc, addr, what)
+            self.stats[0] += 1
+            tries = self.retries + 1
+            while True:
+                tries -= 1
+                try:
+                    return await self._once(n)
+                except rtu.ModbusError as e:
+                    if e.kind == rtu.EXCEPTION:  # an answer: asking again gets the same one
+                        raise
+                    if not tries:
+                        self.stats[2] += 1
+                        raise
+                    self.stats[1] += 1
+        finally:
+            lock.release()
 
     async def _once(self, n):
         req = self._req
