@@ -43,12 +43,12 @@ class App:
     """Wires meters, buses and the broker together and runs them.
 
     The long-lived buffers come from start-up, made while the heap still had room in one piece:
-    per meter (in buffers) a meter.Dataset and a jsonout.Writer, and the buffer messages are read into (rx).
+    per meter (in buffers) a meter.Dataset and a jsonout.Writer, the buffer messages are read into (rx), and
+    the hal.Storage of journals and learned read limits.
     """
 
-    def __init__(self, cfg, profiles, buffers, rx):
+    def __init__(self, cfg, profiles, buffers, rx, storage):
         self._heap_every = cfg["heap_log_s"] * 1000 // _CHECK_MS  # checks between debug heap lines
-        storage = hal.Storage(cfg["storage"])
         buses = {}
         self.modules = []
         self._routes = {}

@@ -48,12 +48,12 @@ def _config():
     return cfg, config.warnings(cfg)
 
 
-def _profiles(cfg):
-    """(profiles, (meter.Dataset, jsonout.Writer) for each) of the configured meters."""
+def _profiles(cfg, storage):
+    """(profiles, (meter.Dataset, jsonout.Writer) for each) of the configured meters; storage holds the read
+    limits they learned."""
     from . import profile
 
     profiles, buffers = [], []
-    storage = hal.Storage(cfg["storage"])  # where each meter's learned read limits are kept
     for m in cfg["meters"]:
         name = m["profile"]
         # a profile name from profiles/, or a path to a profile file of one's own
@@ -70,11 +70,12 @@ def _profiles(cfg):
 
 
 def build():
-    """(cfg, profiles, buffers, rx) for App: the checked config and profiles, and the long-lived buffers; the
-    checkers have left RAM by then."""
+    """(cfg, profiles, buffers, rx, storage) for App: the checked config and profiles, the long-lived buffers and
+    the storage (probed once); the checkers have left RAM by then."""
     cfg, warnings = _config()
     forget("config")
-    profiles, buffers = _profiles(cfg)
+    storage = hal.Storage(cfg["storage"])
+    profiles, buffers = _profiles(cfg, storage)
     size = cfg["broker"]["max_payload"]
     if not any(p.ocmf for p in profiles):
         size = min(size, _HEAD_ONLY)
@@ -85,4 +86,4 @@ def build():
         log.log(log.WARN, "config:", warning)
     del warnings
     hal.start_network(cfg)
-    return cfg, profiles, buffers, rx
+    return cfg, profiles, buffers, rx, storage
