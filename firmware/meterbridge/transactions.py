@@ -2,7 +2,7 @@
 
 NOT_SUPPORTED is what EVerest's own drivers answer for meters without OCMF: EvseManager then
 charges on without signed values, where UNEXPECTED_ERROR would block the session. A meter whose
-profile has an "ocmf" section gets ocmf.session's SignedTransactions instead, imported only then.
+profile has an "ocmf" section gets ocmf's SignedTransactions instead, imported only then.
 """
 
 import gc
@@ -28,7 +28,7 @@ class Transactions:
         if profile.ocmf is None:
             return Transactions(journal, profile.name, clock)
         gc.collect()  # room for the signing code to come in
-        from .ocmf.session import SignedTransactions
+        from .ocmf import SignedTransactions
 
         return SignedTransactions(journal, clock, profile.ocmf, master, slave)
 

@@ -8,9 +8,10 @@ import json
 import sys
 
 from meterbridge import profile
+from meterbridge.ocmf import SignedTransactions
 from meterbridge.ocmf.iskra import Iskra, minimal_der
 
-driver = Iskra(profile.load(sys.argv[1]).ocmf, None, 1)
+driver = Iskra(*SignedTransactions(None, None, profile.load(sys.argv[1]).ocmf, None, 1).meter)
 while True:
     line = sys.stdin.readline()
     if not line.strip():

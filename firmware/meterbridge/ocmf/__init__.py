@@ -1,5 +1,73 @@
-"""Transactions on meters that sign OCMF themselves; imported only for a profile with an "ocmf" section."""
+"""Transactions on meters that sign OCMF themselves; imported only for a profile with an "ocmf" section.
+
+Only this part stays in RAM: what a signing meter keeps between requests. The code that carries a request
+out (session.py, and iskra.py for the meter's registers) runs a few times per charging session, so it is
+loaded for one request or key read and leaves RAM after it (stages.forget's idea), instead of holding
+about 12 KB of the heap for good.
+"""
+
+import gc
+import sys
+from array import array
+
+from micropython import const
+
+from ..jsonout import Writer
+
+# The longest request, as bus transactions and waits: a start that first ends a transaction the meter still
+# runs after a power failure (state, time 4, metadata up to 5, its length, command, 2 state reads past
+# the settle time), then begins its own (time 4, signature format, metadata 5, length, command, 2 reads): 28;
+# and the checks and reads around it (state, public key, record lengths, signature, payload up to 5): 12.
+_WORST_STEPS = const(40)
+_WORST_WAIT_MS = const(32000)  # two settle times of iskra.py (16 s each)
+_RECORD_EXTRA = const(159)  # "OCMF|" and |{"SD":"<hex of at most 72 bytes>"} around the payload (iskra.py)
+_BLOCK_WORDS = const(120)  # registers of one metadata write (iskra.py _BLOCK)
+# a stop reply with a typical record (up to ~1 KB once escaped) and the key; a longer one gets a buffer of its own
+_REPLY_BYTES = const(1536)
 
 
-class MeterError(Exception):
-    """A signing meter refused or failed a step of a transaction; the text says which."""
+class SignedTransactions:
+    """Start/stop on a signing meter; replies carry its OCMF record and public key (session.py)."""
+
+    signs = True
+
+    def __init__(self, journal, clock, registers, master, slave):
+        self.journal = journal
+        self.clock = clock
+        # what iskra.Iskra is made of, per request. The buffers of a request are made here, while the heap is
+        # whole: a request's code is loaded into the holes of a heap in use, where no block as large as a
+        # record or a reply may be left.
+        record = bytearray(_RECORD_EXTRA + 2 * (registers["public_key"] - registers["payload"]))
+        self.meter = (registers, master, slave, record, array("H", bytes(2 * _BLOCK_WORDS)))
+        self.reply = Writer(_REPLY_BYTES)
+        self.public_key = None  # hex DER, read once
+        self.key_due = False
+        self.key_failed = False  # retries are not logged again
+
+    def worst(self):
+        """(bus transactions, ms of waiting) one request may take at most."""
+        return _WORST_STEPS, _WORST_WAIT_MS
+
+    async def start(self, req):
+        return await self._run("start", req)
+
+    async def stop(self, tid):
+        return await self._run("stop", tid)
+
+    async def fetch_key(self):
+        """True once the meter's public key is known (read now if need be)."""
+        return self.public_key is not None or await self._run("fetch_key")
+
+    async def _run(self, name, *args):
+        gc.collect()  # the code comes in where the last request's went
+        from . import session
+
+        try:
+            return await getattr(session, name)(self, *args)
+        finally:
+            del session
+            package = sys.modules[__name__]
+            for name in ("session", "iskra"):
+                sys.modules.pop(__name__ + "." + name, None)
+                if hasattr(package, name):
+                    delattr(package, name)

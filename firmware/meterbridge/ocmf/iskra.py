@@ -11,12 +11,10 @@ import asyncio
 import binascii
 import json
 import time
-from array import array
 
 from micropython import const
 
 from ..modbus.rtu import FC_READ_HOLDING
-from . import MeterError
 
 _IDLE = const(0)  # state: 0 idle, 1 active, 2 active after power failure, 3 active after reset
 _ACTIVE = const(1)
@@ -30,7 +28,9 @@ _STOP = const(0x7200)
 _BUSY = const(2)  # status: 0 not initialised, 1 idle, 2 in progress, 15 signed, anything else an error
 _SIGNED = const(15)
 _SYNCHRONISED = const(2)  # time status written after the clock is set
-_SETTLE_MS = const(16000)  # RsIskraMeter waits up to 1 s for the state to change, then 15 s for the signature
+# RsIskraMeter waits up to 1 s for the state to change, then 15 s for the signature (ocmf/__init__.py counts
+# two of these in a request's longest wait)
+_SETTLE_MS = const(16000)
 _POLL_MS = const(20)
 # registers per block read or write: the manual (6.5.7: "Only 120 MODBUS registers (240 bytes) can be entered in
 # one write command"); pyiskra (Iskra's library, cd23e27 adapters/Modbus.py) chunks reads and writes at 120, as
@@ -46,6 +46,10 @@ _NO_ID = const('{"FV":"1.0","IS":false,"IT":"NONE"}')  # metadata when the journ
 # one string rather than a dict of them: 0.5 KB less RAM (RsIskraMeter SignatureStatus)
 _STATUS = const("signature status %d (128 date/time, 129 checksum, 130 command, 131 state, 132 measurement, "
                  "133 test mode, 243-255 internal error)")
+
+
+class MeterError(Exception):
+    """A signing meter refused or failed a step of a transaction; the text says which."""
 
 
 def _hex(b):
@@ -80,23 +84,17 @@ def minimal_der(sig):
 
 
 class Iskra:
-    """One Iskra meter's OCMF interface, reached through a Modbus master."""
+    """One Iskra meter's OCMF interface, reached through a Modbus master (its longest request: ocmf/__init__.py)."""
 
-    # The longest step, as bus transactions and waits: a start that first ends a transaction the meter still
-    # runs after a power failure (state, time 4, metadata up to 5, its length, command, 2 state reads past
-    # the settle time), then begins its own (time 4, signature format, metadata 5, length, command, 2 reads).
-    WORST_STEPS = const(28)
-    WORST_WAIT_MS = const(2 * _SETTLE_MS)
-
-    def __init__(self, registers, master, slave):
+    def __init__(self, registers, master, slave, record, words):
         self._r = registers  # {name: address}
         self._master = master
         self._slave = slave
         self._meta_max = 2 * (self._r["payload"] - self._r["metadata"])  # the payload follows the metadata
-        self._max = 2 * (self._r["public_key"] - self._r["payload"])  # and the key the payload
-        self._buf = bytearray(_HEAD + self._max + _TAIL)  # the whole OCMF record is put together here
-        self._mv = memoryview(self._buf)
-        self._words = array("H", bytes(2 * _BLOCK))  # one FC16 write of metadata, built in place
+        self._buf = record  # the whole OCMF record is put together here: _HEAD + payload + _TAIL bytes at most
+        self._max = len(record) - _HEAD - _TAIL
+        self._mv = memoryview(record)
+        self._words = words  # _BLOCK registers: one FC16 write of metadata, built in place
 
     def metadata(self, req):
         """Metadata JSON (manual 6.5.15): the request's identification and EVSE; ValueError when too long."""

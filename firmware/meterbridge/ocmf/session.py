@@ -15,6 +15,9 @@ The meter is the truth where the journal is not: a stop of a transaction the jou
 (deleted, unreadable) while the meter runs one ends the meter's and sends its record. A step whose
 phase cannot be journaled first (storage full, read-only) is not taken: UNEXPECTED_ERROR names the
 storage problem. A record nobody asked for is logged whole with its transaction id, never dropped unseen.
+
+Loaded for one request (or key read) and unloaded after it (ocmf/__init__.py); what outlives a request is
+kept in t, the meter's SignedTransactions.
 """
 
 import gc
@@ -25,7 +28,7 @@ from .. import hal, jsonout, powermeter
 from ..everest_link import reply
 from ..log import ERROR, WARN, log
 from ..modbus.rtu import ModbusError
-from . import MeterError
+from .iskra import Iskra, MeterError  # the one interface so far, as profile.py checked
 
 _OK = const("OK")
 _FAILED = const("UNEXPECTED_ERROR")
@@ -46,150 +49,140 @@ def _cut(req, n):
     return r
 
 
-class SignedTransactions:
-    """Start/stop on a signing meter; replies carry its OCMF record and public key."""
-
-    signs = True
-
-    def __init__(self, journal, clock, registers, master, slave):
-        from .iskra import Iskra  # the one interface so far, as profile.py checked
-
-        self.journal = journal
-        self._clock = clock
-        self._meter = Iskra(registers, master, slave)
-        self.public_key = None  # hex DER, read once
-        self.key_due = False
-        self._key_failed = False  # retries are not logged again
-
-    def worst(self):
-        """(bus transactions, ms of waiting) one request may take at most: the meter's longest step, and
-        the checks and reads around it (state, public key, record lengths, signature, payload up to 5)."""
-        return self._meter.WORST_STEPS + 12, self._meter.WORST_WAIT_MS
-
-    async def fetch_key(self):
-        """True once the meter's public key is known (read now if need be)."""
-        if self.public_key is None:
-            try:
-                self.public_key = await self._meter.public_key()
-            except (ModbusError, MeterError) as e:
-                if not self._key_failed:
-                    log(WARN, "cannot read the meter's OCMF public key (trying again):", e)
-                self._key_failed = True
-                return False
-        return True
-
-    async def start(self, req):
-        tid = req["transaction_id"]
-        meta = None
-        for n in (None,) + _CUTS:
-            try:
-                meta = self._meter.metadata(req if n is None else _cut(req, n))
-                break
-            except (ValueError, MemoryError) as e:  # too long for the meter, or for free RAM: cut
-                why = e
-                gc.collect()  # the metadata that did not fit was up to a few KB
-        if meta is None:
-            return reply(_FAILED, "transaction %s: %s" % (tid, why))
-        if n:
-            log(WARN, "transaction", tid, "identification cut to", n, "characters per field to fit the meter")
-        tx = self.journal.open
+async def fetch_key(t, meter=None):
+    """True once the meter's public key is known (read now if need be)."""
+    if t.public_key is None:
         try:
-            if tx and tx["tid"] == tid and tx.get("phase") == _RUNNING and await self._meter.active():
-                return reply(_OK)  # a repeat: the meter's transaction, and so its record, goes on
-            await self._stop_running("before starting " + tid)
-            self._save({"tid": tid, "evse_id": req["evse_id"], "t": self._clock(), "phase": _STARTING,
-                        "meta": meta})
-            await self._meter.begin(meta, self._clock())
-            self._phase(_RUNNING, False)
+            t.public_key = await (meter or Iskra(*t.meter)).public_key()
         except (ModbusError, MeterError) as e:
-            return reply(_FAILED, "meter failed to start transaction %s: %s" % (tid, e))
-        except OSError as e:  # storage could not journal the step first (or the bus device failed)
-            return reply(_FAILED, "transaction %s not started: %s" % (tid, e))
-        return reply(_OK)
+            if not t.key_failed:
+                log(WARN, "cannot read the meter's OCMF public key (trying again):", e)
+            t.key_failed = True
+            return False
+    return True
 
-    async def stop(self, tid):
-        tx = self.journal.open
+
+async def start(t, req):
+    tid = req["transaction_id"]
+    meter = Iskra(*t.meter)
+    meta = None
+    for n in (None,) + _CUTS:
         try:
-            if not tid:
-                await self._stop_running("on cancel-all")
-                if self.journal.open or self.journal.last:
-                    self.journal.save(None)
-                return reply(_OK)
-            if not tx and self.journal.last != tid and await self._meter.active():
-                log(WARN, "journal lost", tid, "that the meter runs: ending it")
-                self._save({"tid": tid, "evse_id": "", "t": None, "phase": _STOPPING})
-                tx = self.journal.open
-            if tx and tx["tid"] == tid:
-                if await self._meter.active():
-                    if tx.get("phase") != _STOPPING:
-                        self._phase(_STOPPING)
-                    await self._meter.end(tx.get("meta"), self._clock())
-                elif tx.get("phase") != _STOPPING:
-                    self.journal.save(None)
-                    return reply(_FAILED, "transaction %s is not running on the meter (never started, or "
-                                          "ended by the meter); no signed record" % tid)
-            elif tx or self.journal.last != tid or await self._meter.active():
-                return reply(_FAILED, "no open transaction %s" % tid)
-            await self.fetch_key()  # first: reading the key reuses the buffer the record is read into
-            record = await self._meter.record()
-        except (ModbusError, MeterError) as e:
-            what = tid or "(all)"
-            return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
-        except OSError as e:
-            return reply(_FAILED, "transaction %s not stopped: %s" % (tid or "(all)", e))
-        try:
-            text = self._signed_reply(record)
-        except UnicodeError:
-            _undelivered(tid, record)
-            return reply(_FAILED, "the meter's signed record is not UTF-8 text; not passed on")
-        self.journal.save(None, tid)
-        return text
+            meta = meter.metadata(req if n is None else _cut(req, n))
+            break
+        except (ValueError, MemoryError) as e:  # too long for the meter, or for free RAM: cut
+            why = e
+            gc.collect()  # the metadata that did not fit was up to a few KB
+    if meta is None:
+        return reply(_FAILED, "transaction %s: %s" % (tid, why))
+    if n:
+        log(WARN, "transaction", tid, "identification cut to", n, "characters per field to fit the meter")
+    tx = t.journal.open
+    try:
+        if tx and tx["tid"] == tid and tx.get("phase") == _RUNNING and await meter.active():
+            return reply(_OK)  # a repeat: the meter's transaction, and so its record, goes on
+        await _stop_running(t, meter, "before starting " + tid)
+        _save(t, {"tid": tid, "evse_id": req["evse_id"], "t": t.clock(), "phase": _STARTING, "meta": meta})
+        await meter.begin(meta, t.clock())
+        _phase(t, _RUNNING, False)
+    except (ModbusError, MeterError) as e:
+        return reply(_FAILED, "meter failed to start transaction %s: %s" % (tid, e))
+    except OSError as e:  # storage could not journal the step first (or the bus device failed)
+        return reply(_FAILED, "transaction %s not started: %s" % (tid, e))
+    return reply(_OK)
 
-    def _signed_reply(self, record):
-        """The OK StopTransactionReply with the record: one buffer of the exact size, no string copies."""
-        out = jsonout.Writer(jsonout.string_size(record) + _REPLY_EXTRA)
-        out.put(b'{"status":"OK","signed_meter_value":{"signed_meter_data":')
-        out.put_string(record)
-        out.put(b',"signing_method":"","encoding_method":"OCMF"')
-        if self.public_key:
-            out.put(b',"public_key":"')
-            out.put(self.public_key)
-            out.put(b'"')
-        ms = self._clock()
-        if ms is not None:
-            out.put(b',"timestamp":"')
-            out.put(powermeter.timestamp(ms, hal.gmtime))
-            out.put(b'"')
-        out.put(b"}}")
-        return out.mv[: out.n]
 
-    async def _stop_running(self, why):
-        """End whatever transaction the meter still runs, without a reply (nobody asked for its record)."""
-        if not await self._meter.active():
-            return
-        tx = self.journal.open
-        if tx:
-            self._phase(_STOPPING)
-        await self._meter.end(tx.get("meta") if tx else None, self._clock())
-        self.journal.save(None)
-        tid = tx["tid"] if tx else "(unknown)"
-        log(WARN, "stopped the meter's transaction", tid, why)
-        try:
-            _undelivered(tid, await self._meter.record())
-        except (ModbusError, MeterError) as e:
-            log(ERROR, "signed record of transaction", tid, "not delivered:", e)
+async def stop(t, tid):
+    journal = t.journal
+    tx = journal.open
+    meter = Iskra(*t.meter)
+    try:
+        if not tid:
+            await _stop_running(t, meter, "on cancel-all")
+            if journal.open or journal.last:
+                journal.save(None)
+            return reply(_OK)
+        if not tx and journal.last != tid and await meter.active():
+            log(WARN, "journal lost", tid, "that the meter runs: ending it")
+            _save(t, {"tid": tid, "evse_id": "", "t": None, "phase": _STOPPING})
+            tx = journal.open
+        if tx and tx["tid"] == tid:
+            if await meter.active():
+                if tx.get("phase") != _STOPPING:
+                    _phase(t, _STOPPING)
+                await meter.end(tx.get("meta"), t.clock())
+            elif tx.get("phase") != _STOPPING:
+                journal.save(None)
+                return reply(_FAILED, "transaction %s is not running on the meter (never started, or "
+                                      "ended by the meter); no signed record" % tid)
+        elif tx or journal.last != tid or await meter.active():
+            return reply(_FAILED, "no open transaction %s" % tid)
+        await fetch_key(t, meter)  # first: reading the key reuses the buffer the record is read into
+        record = await meter.record()
+    except (ModbusError, MeterError) as e:
+        what = tid or "(all)"
+        return reply(_FAILED, "meter failed to stop transaction %s: %s; no signed record" % (what, e))
+    except OSError as e:
+        return reply(_FAILED, "transaction %s not stopped: %s" % (tid or "(all)", e))
+    try:
+        text = _signed_reply(t, record)
+    except UnicodeError:
+        _undelivered(tid, record)
+        return reply(_FAILED, "the meter's signed record is not UTF-8 text; not passed on")
+    journal.save(None, tid)
+    return text
 
-    def _save(self, tx, ahead=True):
-        """Journal tx; ahead of the step on the meter it announces, OSError when storage cannot (after a
-        step, the journal holds it and storage gets it at the next save that works)."""
-        why = self.journal.save(tx)
-        if why and ahead:
-            raise OSError(why)
 
-    def _phase(self, phase, ahead=True):
-        tx = dict(self.journal.open)
-        tx["phase"] = phase
-        self._save(tx, ahead)
+def _signed_reply(t, record):
+    """The OK StopTransactionReply with the record, in t's reply buffer (or one of its size), no string copies."""
+    size = jsonout.string_size(record) + _REPLY_EXTRA
+    out = t.reply if size <= len(t.reply.buf) else jsonout.Writer(size)
+    out.n = 0
+    out.put(b'{"status":"OK","signed_meter_value":{"signed_meter_data":')
+    out.put_string(record)
+    out.put(b',"signing_method":"","encoding_method":"OCMF"')
+    if t.public_key:
+        out.put(b',"public_key":"')
+        out.put(t.public_key)
+        out.put(b'"')
+    ms = t.clock()
+    if ms is not None:
+        out.put(b',"timestamp":"')
+        out.put(powermeter.timestamp(ms, hal.gmtime))
+        out.put(b'"')
+    out.put(b"}}")
+    return out.mv[: out.n]
+
+
+async def _stop_running(t, meter, why):
+    """End whatever transaction the meter still runs, without a reply (nobody asked for its record)."""
+    if not await meter.active():
+        return
+    tx = t.journal.open
+    if tx:
+        _phase(t, _STOPPING)
+    await meter.end(tx.get("meta") if tx else None, t.clock())
+    t.journal.save(None)
+    tid = tx["tid"] if tx else "(unknown)"
+    log(WARN, "stopped the meter's transaction", tid, why)
+    try:
+        _undelivered(tid, await meter.record())
+    except (ModbusError, MeterError) as e:
+        log(ERROR, "signed record of transaction", tid, "not delivered:", e)
+
+
+def _save(t, tx, ahead=True):
+    """Journal tx; ahead of the step on the meter it announces, OSError when storage cannot (after a
+    step, the journal holds it and storage gets it at the next save that works)."""
+    why = t.journal.save(tx)
+    if why and ahead:
+        raise OSError(why)
+
+
+def _phase(t, phase, ahead=True):
+    tx = dict(t.journal.open)
+    tx["phase"] = phase
+    _save(t, tx, ahead)
 
 
 def _undelivered(tid, record):
