@@ -15,7 +15,6 @@ from .meter import Meter
 from .modbus.master import Master
 from .mqtt_link import MqttLink
 from .supervisor import Supervisor
-from .transactions import Transactions
 
 _CHECK_MS = const(1000)  # communication_check period; EVerest's default timeout is 5 s
 _QUEUE = const(8)  # requests waiting for a signing meter at most; more are answered UNEXPECTED_ERROR at once
@@ -64,7 +63,15 @@ class App:
                 master = Master(bus, m["baud"], bits, m["timeout_ms"], m["retries"])
                 buses[key] = master
             topics = everest_link.Topics(cfg["broker"]["prefix"], m["module_id"])
-            tx = Transactions.for_meter(Journal(storage, m["module_id"]), prof, hal.epoch_ms, master, m["slave"])
+            journal = Journal(storage, m["module_id"])
+            if prof.ocmf is None:  # each kind of transactions is loaded only for its meters
+                from .transactions import Transactions
+
+                tx = Transactions(journal, prof.name, hal.epoch_ms)
+            else:
+                from .ocmf import SignedTransactions
+
+                tx = SignedTransactions(journal, hal.epoch_ms, prof.ocmf, master, m["slave"])
             mod = Module(Meter(m, prof, master, dataset, storage), topics, tx, out)
             self.modules.append(mod)
             for topic, kind in topics.requests.items():
@@ -274,7 +281,8 @@ class App:
                 gc.collect()
                 report = False
                 try:
-                    if gc.mem_free() >= _REPORT_FREE:
+                    # and a signing meter's request has room to load its code (ocmf/__init__.py)
+                    if gc.mem_free() >= _REPORT_FREE + sum(mod.tx.room for mod in self.modules if mod.tx.signs):
                         from .state import Reporter
 
                         report = Reporter(self)

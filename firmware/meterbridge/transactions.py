@@ -2,10 +2,8 @@
 
 NOT_SUPPORTED is what EVerest's own drivers answer for meters without OCMF: EvseManager then
 charges on without signed values, where UNEXPECTED_ERROR would block the session. A meter whose
-profile has an "ocmf" section gets ocmf's SignedTransactions instead, imported only then.
+profile has an "ocmf" section gets ocmf's SignedTransactions instead (app.py imports each only for its meters).
 """
-
-import gc
 
 from micropython import const
 
@@ -21,16 +19,6 @@ class Transactions:
 
     signs = False
     key_due = False
-
-    @staticmethod
-    def for_meter(journal, profile, clock, master, slave):
-        """The transactions of a meter: signed ones when its profile has an "ocmf" section."""
-        if profile.ocmf is None:
-            return Transactions(journal, profile.name, clock)
-        gc.collect()  # room for the signing code to come in
-        from .ocmf import SignedTransactions
-
-        return SignedTransactions(journal, clock, profile.ocmf, master, slave)
 
     def __init__(self, journal, profile_name, clock):
         self.journal = journal
