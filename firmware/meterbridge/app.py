@@ -80,7 +80,6 @@ class App:
         self._retained_seen = False
         self._faults = 0  # why communication_check is withheld, as last said (-1: say it again)
         self._why_in = 0  # checks until that is logged again
-        self._wake = asyncio.Event()
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
         self.update = None  # (key, client_id, topic base, rx size) when a board's boot chose the slot (update.py)
@@ -91,7 +90,11 @@ class App:
                 self._routes[self.update[2] + kind.encode()] = (None, kind)
         subs = list(self._routes)
         self._beacon = None
+        # the request task and its event only where a meter signs: the others answer in the MQTT callback, and
+        # asyncio's Event module alone takes about 1 KB
+        self._wake = None
         if any(mod.tx.signs for mod in self.modules):  # only a key has to follow EVerest's restarts
+            self._wake = asyncio.Event()
             # an EVerest API module is up (everest_api_module_helpers/src/ApiHelper.cpp, publish_ready_beacon)
             self._beacon = (cfg["broker"]["prefix"] + "everest_api/ready_beacon").encode()
             subs.append(self._beacon)
@@ -107,7 +110,8 @@ class App:
         for mod in self.modules:
             mod.tx.key_due = mod.tx.signs  # _requests publishes it, read from the meter first if need be
         self._faults = -1  # the link said "online": the next check says again what is wrong
-        self._wake.set()
+        if self._wake:
+            self._wake.set()
         if self.update:  # the last update's outcome (committed, or rolled back and why), retained for the host
             import slots
 
@@ -289,7 +293,8 @@ class App:
                 except MemoryError:
                     gc.collect()
             self.supervisor.beat("checks")
-            self._wake.set()  # the idle request task beats and retries a public key still due
+            if self._wake:
+                self._wake.set()  # the idle request task beats and retries a public key still due
             clock = hal.epoch_ms() is not None
             faults = 0  # 2 bits per meter: _NOT_ANSWERING or _NO_CLOCK (an int: nothing made while all is well)
             shift = 0
@@ -359,7 +364,8 @@ class App:
                 keys += tasks * per
         # it beats after each request (and idle each second); a reply's publish may block on the socket as a
         # connect does, a journal write on flash takes a few ms
-        sup.watch("requests", requests + keys + _LINK_DEADLINE_MS)
+        if self._wake:
+            sup.watch("requests", requests + keys + _LINK_DEADLINE_MS)
 
     def run_forever(self):
         asyncio.run(self.run())
@@ -368,7 +374,8 @@ class App:
         self._watch_tasks()
         sup = self.supervisor
         sup.spawn("link", lambda: self.link.run(lambda: sup.beat("link")))
-        sup.spawn("requests", self._requests)
+        if self._wake:
+            sup.spawn("requests", self._requests)
         sup.spawn("checks", self._checks)
         for mod in self.modules:
             sup.spawn("poll:" + mod.meter.module_id, lambda mod=mod: self._poll(mod))
