@@ -14,9 +14,6 @@ from .. import storage
 PLATFORM = "unix"
 _CLOCK_UNSET = os.getenv("MB_CLOCK_UNSET") == "1"
 
-# Linux <asm-generic/termbits.h> speed codes; the unix port's termios lacks the slower ones
-_SPEEDS = {1200: 0o11, 2400: 0o13, 4800: 0o14, 9600: 0o15, 19200: 0o16, 38400: 0o17,
-           57600: 0o10001, 115200: 0o10002, 230400: 0o10003}
 _PARENB = const(0o400)  # termbits.h c_cflag bits
 _PARODD = const(0o1000)
 _CSTOPB = const(0o100)
@@ -39,7 +36,7 @@ class Bus:
             raise OSError(device + (": no such device" if e.args[0] == 2 else ": %s" % e)) from None
         attrs = termios.tcgetattr(fd)
         self._char_us = (10 if parity == "N" else 11) * 1000000 // baud
-        speed = _SPEEDS[baud]
+        speed = supported_baud(baud)
         attrs[4] = attrs[5] = speed
         cflag = attrs[2] & ~(_PARENB | _PARODD | _CSTOPB)
         if parity == "E":
@@ -73,8 +70,13 @@ class Bus:
 
 
 def supported_baud(baud):
-    """True when this platform can drive the line at baud."""
-    return baud in _SPEEDS
+    """The speed code for baud (true), or None when this platform cannot drive the line at it.
+
+    Linux <asm-generic/termbits.h> codes; the unix port's termios lacks the slower ones. The table is made per
+    call: it is wanted at start-up only, and a module-level dict would stay in RAM.
+    """
+    return {1200: 0o11, 2400: 0o13, 4800: 0o14, 9600: 0o15, 19200: 0o16, 38400: 0o17,
+            57600: 0o10001, 115200: 0o10002, 230400: 0o10003}.get(baud)
 
 
 Storage = storage.Storage  # the same on every platform; re-exported for the app
@@ -90,8 +92,7 @@ def epoch_ms():
     return time.time_ns() // 1000000
 
 
-def gmtime(seconds):
-    return time.gmtime(seconds)
+gmtime = time.gmtime
 
 
 class Watchdog:
@@ -131,10 +132,6 @@ def profiles_dir():
     """Where the profile JSON files live: firmware/profiles beside the package."""
     here = __file__.rsplit("/", 3)[0] if "/" in __file__ else "."
     return here + "/profiles"
-
-
-def default_storage_dir():
-    return "meterbridge-state"
 
 
 def start_network(config):
