@@ -71,7 +71,13 @@ class Meter:
         self.profile = profile
         self.master = master
         self.dataset = dataset
-        self._raw = [None] * profile.count  # (mantissa, exp10) as this cycle reads them
+        # the register bytes of this cycle's reads, read i at _base[i]: decoded only once every read is in, so no
+        # value object lives across a read's awaits (where they cut a small heap into pieces too small for a frame)
+        self._base = [0]
+        for _, count in profile.reads:
+            self._base.append(self._base[-1] + 2 * count)
+        self._regs = bytearray(self._base.pop())
+        self._raw = [None] * profile.count  # (mantissa, exp10) of each field, while a whole cycle is checked
         self._exps = [0] * profile.count
         self.online = False
         self.failures = 0
@@ -177,27 +183,27 @@ class Meter:
                 log(WARN, self.module_id, "meter answers, but not usefully:", e)
 
     def take(self, i, skip, n):
-        """Decode the fields of plan read i whose bytes lie in this reply: bytes skip..skip+n of the read."""
-        data = self.master.data()
+        """Keep this reply's register bytes as bytes skip..skip+n of plan read i."""
+        at = self._base[i] + skip
+        self._regs[at : at + n] = self.master.data()[:n]
+
+    def _check(self, now):
+        """Decode the cycle's fields; why the dataset is implausible, or None (then _finish keeps it)."""
+        raw = self._raw
+        exps = self._exps
+        regs = self._regs
+        base = self._base
         little = self.profile.little
         t = self.profile.fields
         for j in range(self.profile.count):
             at = j * FIELD_BYTES
-            if t[at + READ] == i and skip <= t[at + OFFSET] < skip + n:
-                self._raw[j] = decode.raw(data, t[at + OFFSET] - skip, t[at + TYPE], little)
-            if t[at + EXP_READ] == i and skip <= t[at + _EXP_OFFSET] < skip + n:
-                e = decode.raw(data, t[at + _EXP_OFFSET] - skip, decode.S16, False)
-                self._exps[j] = e[0] if e else None
-
-    def _check(self, now):
-        """Why this cycle's dataset is implausible, or None (then _finish keeps it)."""
-        raw = self._raw
-        t = self.profile.fields
-        for j in range(self.profile.count):
-            v = raw[j]
-            e = self._exps[j]
+            raw[j] = v = decode.raw(regs, base[t[at + READ]] + t[at + OFFSET], t[at + TYPE], little)
+            if t[at + EXP_READ] != NO_EXP:
+                e = decode.raw(regs, base[t[at + EXP_READ]] + t[at + _EXP_OFFSET], decode.S16, False)
+                exps[j] = e[0] if e else None
+            e = exps[j]
             if v is not None and e is not None:
-                why = self._implausible(j, v[0], v[1] + t[j * FIELD_BYTES + _EXP10] - EXP10_BIAS + e, now)
+                why = self._implausible(j, v[0], v[1] + t[at + _EXP10] - EXP10_BIAS + e, now)
                 if why:
                     for k in range(self.profile.count):
                         raw[k] = None
