@@ -43,7 +43,7 @@ try {
 }
 const sent = board.run_loop(moduleId, Number(seconds));
 let floor = 0;
-const timer = setInterval(() => { board.sample(); floor = Math.max(floor, board.sample()); }, 500);
+const timer = setInterval(() => { floor = Math.max(floor, settle()); }, 500);
 setTimeout(() => {
     clearInterval(timer);
     const report = JSON.parse(board.report(sent));
