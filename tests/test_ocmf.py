@@ -256,6 +256,28 @@ def test_identification_too_long_for_the_meter_is_cut_not_refused(bridge, tmp_pa
     assert payload["ID"] == "\x01" * 40 and payload["CI"] == IDENT["evse_id"], "cut to 40 characters per field"
 
 
+def test_a_start_the_meter_cannot_take_is_answered_with_the_reason(bridge, tmp_path):
+    """Types are checked where the meter needs the values (README): each refusal names the field, and the
+    meter is never started by one."""
+    b = start_signing(bridge, tmp_path)
+    bad = [(5, {}, "payload.transaction_id: must be a string"),
+           ("", {}, "payload.transaction_id: must be 1..64 characters"),
+           ("tx-bad", {"evse_id": None}, "payload.evse_id: must be a string"),
+           ("tx-bad", {"identification_data": 7}, "payload.identification_data: must be a string"),
+           ("tx-bad", {"identification_flags": ["RFID_PLAIN", 3]},
+            "payload.identification_flags: must be a list of strings")]
+    with b.everest() as ev:
+        for tid, fields, why in bad:
+            r = ev.start_transaction(tid, **{**IDENT, **fields})
+            assert r == {"status": "UNEXPECTED_ERROR", "error": why}
+        assert ev.request("start_transaction", ["tx-bad"]) == {
+            "status": "UNEXPECTED_ERROR", "error": "payload must be a StartTransactionRequest object"}
+        assert "OCMF T1" not in b.sim_log.read_text(), "no refused start reached the meter"
+        assert ev.start_transaction("tx-good", **{**IDENT, "identification_level": None}) == {"status": "OK"}
+        r = ev.stop_transaction("tx-good")
+    assert verified(r["signed_meter_value"], b.pubkey)["PG"] == "T1"
+
+
 def _firmware_cases(cases):
     stdin = "".join(json.dumps(c) + "\n" for c in cases)
     out = run("ocmf_cases.py", stdin, args=[PROFILE_DIR / f"{ISKRA}.json"])

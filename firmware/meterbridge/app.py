@@ -9,7 +9,7 @@ import time
 from micropython import const
 
 from . import everest_link, hal, log, powermeter
-from .everest_link import HEARTBEAT, START, RequestError, start_request
+from .everest_link import HEARTBEAT, START
 from .journal import Journal
 from .meter import Meter
 from .modbus.master import Master
@@ -138,10 +138,10 @@ class App:
                 return
         self.link.publish(topic, text)
 
-    def _refuse(self, mod, e):
-        log.log(log.WARN, mod.meter.module_id, "bad request:", e)
-        if e.reply_to:
-            self._reply(mod, e.reply_to, everest_link.reply("UNEXPECTED_ERROR", str(e)))
+    def _refuse(self, mod, reply_to, why):
+        log.log(log.WARN, mod.meter.module_id, "bad request:", why)
+        if reply_to:
+            self._reply(mod, reply_to, everest_link.reply("UNEXPECTED_ERROR", why))
 
     def _on_message(self, topic, msg, oversize, retained):
         if topic == self._beacon:
@@ -167,18 +167,16 @@ class App:
                 big = "request of %d bytes is over broker.max_payload" % oversize
             else:
                 reply_to, payload = everest_link.parse(kind, msg)
-                if kind == START and tx.signs:
-                    start_request(reply_to, payload)
         except MemoryError:
             gc.collect()
             big = "request too large for free RAM"
-        except RequestError as e:
-            self._refuse(mod, e)
+        except ValueError as e:  # (reply_to, why), see everest_link
+            self._refuse(mod, *e.args)
             return
         if big:
             reply_to = kind != HEARTBEAT and everest_link.scan_reply_to(msg)
             if kind != START or tx.signs:
-                self._refuse(mod, RequestError(reply_to, big))
+                self._refuse(mod, reply_to, big)
                 return
             payload = None  # a meter that cannot sign answers NOT_SUPPORTED whatever the payload held
         if kind == HEARTBEAT:

@@ -3,7 +3,9 @@
 Requests arrive as {"headers": {"replyTo": T}, "payload": P}; the reply is a bare JSON object
 published to prefix + T. EVerest's stop_transaction payload is a bare string, the AsyncAPI YAML's an
 object {"transaction_id": ...}: both are accepted. A request that cannot be understood still gets an
-UNEXPECTED_ERROR reply when a usable replyTo can be found, because EVerest otherwise waits 550 s.
+UNEXPECTED_ERROR reply when a usable replyTo can be found, because EVerest otherwise waits 550 s: parse raises
+ValueError(reply_to, reason), reply_to being where to say so, or None (a ValueError rather than a class of its own:
+one class fewer in RAM).
 Field lengths are not limited here: EvseManager copies tariff_text unchecked (Charger.cpp), max_payload
 bounds the whole request, and a signing meter cuts what its registers cannot hold.
 """
@@ -14,20 +16,11 @@ from micropython import const
 
 _API = const("everest_api/1/powermeter/")
 _MAX_REPLY_TOPIC = const(200)
-_MAX_ID = const(64)  # a signing meter's journal keeps it; EVerest's are UUIDs (36 characters)
 _ECHO = const(40)  # at most this much of a bad value is quoted back
 _MAX_DEPTH = const(6)  # EVerest's requests nest 3 deep; deeper JSON is refused before it is parsed
 START = const(1)
 STOP = const(2)
 HEARTBEAT = const(3)
-
-
-class RequestError(ValueError):
-    """A request that cannot be carried out; reply_to is where to say so, or None."""
-
-    def __init__(self, reply_to, reason):
-        super().__init__(reason)
-        self.reply_to = reply_to
 
 
 def valid_reply_to(t):
@@ -99,11 +92,22 @@ def scan_reply_to(msg):
     return t if valid_reply_to(t) else None
 
 
-def _depth(msg):
-    """How deep [ and { nest outside strings (parsing deep JSON would need RAM for every level)."""
+def _deep_or_surrogate(msg):
+    """(how deep [ and { nest outside strings, whether msg holds a surrogate), in one pass over its bytes.
+
+    Parsing deep JSON would need RAM for every level. A surrogate, as a \\uD800-\\uDFFF escape or encoded
+    (ED A0..BF), MicroPython's json turns into a string that is not UTF-8, which upsets the runtime later;
+    EVerest never sends one.
+    """
     depth = deepest = 0
-    in_str = escaped = False
-    for c in msg:
+    in_str = escaped = surrogate = False
+    n = len(msg)
+    for i in range(n):
+        c = msg[i]
+        if c == 0x5C and i + 3 < n and msg[i + 1] == 0x75 and msg[i + 2] in b"dD" and msg[i + 3] in b"89abAB":
+            surrogate = True
+        elif c == 0xED and i + 1 < n and msg[i + 1] >= 0xA0:
+            surrogate = True
         if in_str:
             if escaped:
                 escaped = False
@@ -119,56 +123,45 @@ def _depth(msg):
                 deepest = depth
         elif c == 0x5D or c == 0x7D:
             depth -= 1
-    return deepest
-
-
-def _surrogate(msg):
-    """Whether msg holds a surrogate, as a \\uD800-\\uDFFF escape or encoded (ED A0..BF). MicroPython's json
-    turns either into a string that is not UTF-8, which upsets the runtime later; EVerest never sends one."""
-    i = _find(msg, b"\\u", 0)
-    while 0 <= i < len(msg) - 3:
-        if msg[i + 2] in b"dD" and msg[i + 3] in b"89abAB":
-            return True
-        i = _find(msg, b"\\u", i + 2)
-    i = _find(msg, b"\xed", 0)
-    while 0 <= i < len(msg) - 1:
-        if msg[i + 1] >= 0xA0:
-            return True
-        i = _find(msg, b"\xed", i + 1)
-    return False
+    return deepest, surrogate
 
 
 def parse(kind, msg):
-    """Return (reply_to, payload) of a request; RequestError otherwise.
+    """Return (reply_to, payload) of a request; ValueError(reply_to, reason) otherwise.
 
-    A start's payload is returned as it is (a meter that cannot sign answers any start alike);
-    start_request checks it for a meter that needs its values. A stop's payload is its transaction id.
+    A start's payload is returned as it is (a meter that cannot sign answers any start alike; a signing
+    meter checks it when its turn comes, ocmf/session.py). A stop's payload is its transaction id.
     """
     answer = kind != HEARTBEAT  # heartbeats are never answered, not even with an error
-    if _depth(msg) > _MAX_DEPTH:
-        raise RequestError(answer and scan_reply_to(msg), "request nests deeper than %d levels" % _MAX_DEPTH)
-    if _surrogate(msg):
-        raise RequestError(None, "request holds a surrogate (U+D800-U+DFFF); refused unread")
+    deepest, surrogate = _deep_or_surrogate(msg)
+    if deepest > _MAX_DEPTH:
+        raise ValueError(answer and scan_reply_to(msg), "request nests deeper than %d levels" % _MAX_DEPTH)
+    if surrogate:
+        raise ValueError(None, "request holds a surrogate (U+D800-U+DFFF); refused unread")
     try:
         doc = json.loads(msg)
     except (ValueError, UnicodeError):
-        raise RequestError(answer and scan_reply_to(msg), "request is not valid JSON") from None
+        raise ValueError(answer and scan_reply_to(msg), "request is not valid JSON") from None
     if kind == HEARTBEAT:
         if type(doc) is not int or doc < 0:
-            raise RequestError(None, "heartbeat must be a non-negative integer")
+            raise ValueError(None, "heartbeat must be a non-negative integer")
         return None, doc
     if not isinstance(doc, dict):
-        raise RequestError(None, "request must be a JSON object with headers and payload")
+        raise ValueError(None, "request must be a JSON object with headers and payload")
     headers = doc.get("headers")
     reply_to = headers.get("replyTo") if isinstance(headers, dict) else None
     if reply_to is not None and not valid_reply_to(reply_to):
-        raise RequestError(None, "replyTo %s refused" % _quote(reply_to))
+        raise ValueError(None, "replyTo %s refused" % _quote(reply_to))
     if "payload" not in doc:
-        raise RequestError(reply_to, "request has no payload")
+        raise ValueError(reply_to, "request has no payload")
     payload = doc["payload"]
     if kind == START:
         return reply_to, payload
-    return reply_to, _stop(reply_to, payload)
+    if isinstance(payload, dict):
+        payload = payload.get("transaction_id")
+    if not isinstance(payload, str):
+        raise ValueError(reply_to, "payload must be a transaction id string or {\"transaction_id\": string}")
+    return reply_to, payload
 
 
 def _quote(v):
@@ -177,43 +170,9 @@ def _quote(v):
     return s if len(s) <= _ECHO else s[:_ECHO] + "..."
 
 
-def _text(reply_to, p, key, required=True):
-    v = p.get(key)
-    if v is None and not required:
-        return
-    if not isinstance(v, str):
-        raise RequestError(reply_to, "payload.%s: must be a string" % key)
-
-
-def start_request(reply_to, p):
-    """Check a start's payload where a signing meter needs the values: types only, never lengths."""
-    if not isinstance(p, dict):
-        raise RequestError(reply_to, "payload must be a StartTransactionRequest object")
-    _text(reply_to, p, "transaction_id")
-    if not 0 < len(p["transaction_id"]) <= _MAX_ID:
-        raise RequestError(reply_to, "payload.transaction_id: must be 1..%d characters" % _MAX_ID)
-    for key in ("evse_id", "identification_status", "identification_type"):
-        _text(reply_to, p, key)
-    for key in ("identification_level", "identification_data"):  # tariff_text: not used by a meter here
-        _text(reply_to, p, key, False)
-    flags = p.get("identification_flags", [])
-    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
-        raise RequestError(reply_to, "payload.identification_flags: must be a list of strings")
-    return p
-
-
-def _stop(reply_to, p):
-    if isinstance(p, dict):
-        p = p.get("transaction_id")
-    if not isinstance(p, str):
-        raise RequestError(reply_to, "payload must be a transaction id string or {\"transaction_id\": string}")
-    return p
-
-
-def reply(status, error=None, **extra):
+def reply(status, error=None):
     """JSON text of a Start/StopTransactionReply."""
     r = {"status": status}
     if error:
         r["error"] = error
-    r.update(extra)
     return json.dumps(r)

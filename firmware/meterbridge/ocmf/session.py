@@ -37,6 +37,25 @@ _RUNNING = const("running")
 _STOPPING = const("stopping")
 _REPLY_EXTRA = const(512)  # status, field names, hex public key (182 characters) and timestamp
 _CUTS = const((40, 10))  # characters kept of each identification text when the metadata does not fit the meter
+_MAX_ID = const(64)  # the journal keeps the transaction id; EVerest's are UUIDs (36 characters)
+_REQUIRED = const(("transaction_id", "evse_id", "identification_status", "identification_type"))
+_OPTIONAL = const(("identification_level", "identification_data"))  # tariff_text: not used by the meter
+
+
+def _invalid(p):
+    """Why a start's payload cannot be given to the meter, or None: types only, never lengths (README)."""
+    if not isinstance(p, dict):
+        return "payload must be a StartTransactionRequest object"
+    for key in _REQUIRED + _OPTIONAL:
+        v = p.get(key)
+        if not isinstance(v, str) and (v is not None or key in _REQUIRED):
+            return "payload.%s: must be a string" % key
+        if key == "transaction_id" and not 0 < len(v) <= _MAX_ID:
+            return "payload.transaction_id: must be 1..%d characters" % _MAX_ID
+    flags = p.get("identification_flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        return "payload.identification_flags: must be a list of strings"
+    return None
 
 
 def _cut(req, n):
@@ -63,6 +82,10 @@ async def fetch_key(t, meter=None):
 
 
 async def start(t, req):
+    why = _invalid(req)
+    if why:  # checked here, when its turn comes, so that the code of the check is in RAM only then
+        log(WARN, "bad request:", why)
+        return reply(_FAILED, why)
     tid = req["transaction_id"]
     meter = Iskra(*t.meter)
     meta = None
