@@ -92,6 +92,29 @@ def test_the_state_document_follows_changes_not_poll_cycles(broker, tmp_path):
         b.stop()
 
 
+def test_a_board_at_the_tightest_heap_has_its_state_and_log_topics(broker, tmp_path):
+    """Every board tells its state (issue 16), also at the heap the non-signing profiles are tested at
+    (test_small_heap.py): an SDM630, the largest of them, at -X heapsize=64k with its code in ROMFS."""
+    b = Bridge(tmp_path, broker, period_ms=250, heapsize="64k", form="rom")
+    watch = Watch(broker, b.config["broker"]["client_id"])
+    try:
+        b.start()
+        up = watch.wait_state(lambda s: pm1(s)["online"])
+        assert 0 < up["heap"]["floor"] <= up["heap"]["free"] and pm1(up)["cycles"] > 0
+        b.toggle_meter()  # silent: a change (a document) and a warn line on the log topic
+        assert pm1(watch.wait_state(lambda s: not pm1(s)["online"]))["last_error"] == "timeout"
+        assert wait_until(lambda: any("warn: pm1 meter unreachable" in p for p in watch.of("log")), 10), \
+            watch.of("log")
+        b.toggle_meter()
+        watch.wait_state(lambda s: pm1(s)["online"])
+        log = b.firmware_log()
+        assert "MemoryError" not in log and "out of memory" not in log, log[-2000:]
+        assert b.alive()
+    finally:
+        watch.close()
+        b.stop()
+
+
 def test_the_log_queue_is_bounded_and_draining_it_never_recurses():
     out = json.loads(run("log_cases.py"))
     assert out["queued"] == 6 and out["dropped"] == 5  # 11 lines: the queue keeps 6, the rest are counted

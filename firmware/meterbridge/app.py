@@ -24,7 +24,6 @@ _NO_CLOCK = const(2)
 _PROBE_MS = const(2000)  # a meter is read at least this often, whatever period_ms, so silence shows within 5 s
 _LINK_DEADLINE_MS = const(15000)  # a connect may block on socket timeouts a few times over
 _SLACK_MS = const(1000)
-_REPORT_FREE = const(12288)  # free heap, with the link up, that the state and log topics need with room to spare
 
 
 class Module:
@@ -42,12 +41,14 @@ class App:
     """Wires meters, buses and the broker together and runs them.
 
     The long-lived buffers come from start-up, made while the heap still had room in one piece:
-    per meter (in buffers) a meter.Dataset and a jsonout.Writer, the buffer messages are read into (rx), and
-    the hal.Storage of journals and learned read limits.
+    per meter (in buffers) a meter.Dataset and a jsonout.Writer, the buffer messages are read into (rx), the
+    hal.Storage of journals and learned read limits, and the jsonout.Writer the state document is written into
+    (doc: the first meter's, or None where a meter signs).
     """
 
-    def __init__(self, cfg, profiles, buffers, rx, storage):
+    def __init__(self, cfg, profiles, buffers, rx, storage, doc=None):
         self._heap_every = cfg["heap_log_s"] * 1000 // _CHECK_MS  # checks between debug heap lines
+        self.doc = doc
         buses = {}
         self.modules = []
         self._routes = {}
@@ -271,7 +272,7 @@ class App:
         Never false: EVerest stops checking for good on false. Without the trues EVerest raises
         CommunicationFault naming this powermeter after cfg_communication_check_to_s (5 s).
         """
-        report = None  # state.Reporter once the link is up where the heap has room for it, else False
+        report = None  # state.Reporter once the link is up (False: a signing meter's requests need the room)
         n = 0
         while True:
             n += 1
@@ -283,13 +284,14 @@ class App:
                 gc.collect()
                 report = False
                 try:
-                    # and a signing meter's request has room to load its code (ocmf/__init__.py)
-                    if gc.mem_free() >= _REPORT_FREE + sum(mod.tx.room for mod in self.modules if mod.tx.signs):
+                    # where a signing meter's request still has room to load its code (ocmf/__init__.py)
+                    if gc.mem_free() >= sum(mod.tx.room for mod in self.modules if mod.tx.signs):
                         from .state import Reporter
 
                         report = Reporter(self)
                 except MemoryError:
                     gc.collect()
+                    report = None  # tried again next second
             self.supervisor.beat("checks")
             if self._wake:
                 self._wake.set()  # the idle request task beats and retries a public key still due

@@ -16,6 +16,9 @@ from .meter import Dataset
 
 # A meter that cannot sign answers any start NOT_SUPPORTED: only the head of a large request is read, for replyTo
 _HEAD_ONLY = const(512)
+# The state document's buffer (state.py): its head, and a meter's part with a 36-character transaction id
+_DOC_HEAD = const(256)
+_DOC_METER = const(384)
 
 
 def forget(*names):
@@ -70,15 +73,23 @@ def _profiles(cfg, storage):
 
 
 def build():
-    """(cfg, profiles, buffers, rx, storage) for App: the checked config and profiles, the long-lived buffers and
-    the storage (probed once); the checkers have left RAM by then."""
+    """(cfg, profiles, buffers, rx, storage, doc) for App: the checked config and profiles, the long-lived buffers
+    (doc: the state document's, None where a meter signs) and the storage (probed once); the checkers have left
+    RAM by then."""
     cfg, warnings = _config()
     forget("config")
     storage = hal.Storage(cfg["storage"])
     profiles, buffers = _profiles(cfg, storage)
     size = cfg["broker"]["max_payload"]
+    doc = None  # a signing meter's board loads the state topic only where its requests have room (app.py)
     if not any(p.ocmf for p in profiles):
         size = min(size, _HEAD_ONLY)
+        # the state document is written into the first meter's values buffer, made larger if need be: each is
+        # built and published with no await between, so they never meet
+        dataset, doc = buffers[0]
+        if len(doc.buf) < _DOC_HEAD + _DOC_METER * len(profiles):
+            doc = jsonout.Writer(_DOC_HEAD + _DOC_METER * len(profiles))
+            buffers[0] = dataset, doc
     rx = bytearray(size)
     forget("profile", "planner")
     log.level = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}[cfg["log_level"]]
@@ -86,4 +97,4 @@ def build():
         log.log(log.WARN, "config:", warning)
     del warnings
     hal.start_network(cfg)
-    return cfg, profiles, buffers, rx, storage
+    return cfg, profiles, buffers, rx, storage, doc

@@ -6,18 +6,17 @@ a read limit learned, the clock becoming set, the link connecting again. Counter
 heap) move all the time and only ride along; a change within _GAP_S of the last document waits. The
 warn and error lines (log.sink) go to `meterbridge/{client_id}/log`, one a second, from a queue of _KEEP.
 
-Between documents nothing is allocated. app.py loads this once the link is up, and only when the heap
-has room for it then (_REPORT_FREE): the tightest test heaps go without.
+Between documents nothing is allocated. app.py loads this once the link is up, on every board (a signing
+meter's only where its requests keep room for their code).
 """
 
 import gc
-import json
 import sys
 import time
 
 from micropython import const
 
-from . import hal, log
+from . import hal, jsonout, log
 from .meter import ERRORS
 
 VERSION = "0.1.0"  # the firmware's, as pyproject.toml's
@@ -26,6 +25,7 @@ _GAP_S = const(5)
 _KEEP = const(6)  # log lines waiting for the link at most
 _LINE = const(160)  # characters of a log line at most
 _WATCHED = const(4)  # per meter: online, the kind of its last error, its open transaction, what it taught
+_BYTES = const(640)  # the document's buffer where start-up made none (stages.py): one meter's
 
 
 def umqtt_version():
@@ -59,6 +59,11 @@ class Reporter:
         self._seen = [None] * (_WATCHED * len(app.modules))
         self.lines = []  # warn and error lines for the log topic, oldest first
         self.dropped = 0  # lines the full queue (or a full heap) refused since the topic last said so
+        # the document is written into a buffer made at start-up while the heap was whole (app.doc, the first
+        # meter's values buffer: stages.py): built as one string, it needed a block of its whole size on a heap
+        # in pieces, and a 64k heap often had none
+        self.out = app.doc or jsonout.Writer(_BYTES)
+        self.umqtt = umqtt_version()
         log.sink = self.keep
 
     def tick(self):
@@ -73,10 +78,17 @@ class Reporter:
         if not link.up:
             return
         if self.uptime_s - self._last >= (_GAP_S if self._due else _PERIOD_S):
+            out = self.out
             try:
-                sent = link.publish(self.state_topic, self.document(), True)
-            except MemoryError:
+                self.document()
+                sent = link.publish(self.state_topic, out.mv[: out.n], True)
+            except ValueError:  # longer than the buffer (long ids, many holes learned): a larger one from now on
+                self.out = None
+                gc.collect()
+                self.out = jsonout.Writer(2 * len(out.buf))
                 sent = False  # tried again next second
+            except MemoryError:
+                sent = False
             if sent:
                 self._last, self._connects, self._due = self.uptime_s, link.connects, False
         lines = self.lines
@@ -115,31 +127,50 @@ class Reporter:
         return changed
 
     def document(self):
-        """The state document's JSON text."""
+        """Write the state document's JSON text into self.out, a few short strings at a time."""
         app = self.app
         gc.collect()
         free = gc.mem_free()
         app.heap_min = min(app.heap_min, free)
-        now = time.ticks_ms()
-        meters = {}
-        for mod in app.modules:
-            m = mod.meter
-            tx = mod.tx.journal.open
-            failed = m.last_error_kind is not None
-            meters[m.module_id] = {
-                "online": m.online, "cycles": m.cycles, "errors": dict(zip(ERRORS, m.errors)),
-                "last_error": m.last_error_kind,
-                # the uptime it happened at (ticks_diff holds for about 6 days on an ESP32)
-                "last_error_s": self.uptime_s - time.ticks_diff(now, m.last_error_ticks) // 1000 if failed else None,
-                "transaction": tx and tx["tid"],
-                # read limits this meter taught (learn.py): registers per read, holes [[first, last]]
-                "read_limits": m.read_limits and {"max_read": m.read_limits["max_read"],
-                                                  "holes": m.read_limits["holes"]}}
         link = app.link
         reset = getattr(hal, "reset_cause", None)  # a board's HAL has one; a process on unix just started
-        return json.dumps({
-            "firmware": VERSION, "umqtt": umqtt_version(), "platform": hal.PLATFORM, "uptime_s": self.uptime_s,
-            "reset": reset and reset(), "heap": {"free": free, "floor": app.heap_min},
-            "clock": "set" if self._clock else "unset",
-            "link": {"connects": link.connects, "refused": link.refused},
-            "meters": meters})
+        reset = reset and reset()
+        out = self.out
+        out.n = 0
+        out.put('{"firmware":"%s","umqtt":"%s","platform":"%s",' % (VERSION, self.umqtt, hal.PLATFORM))
+        out.put('"uptime_s":%d,"reset":%s,' % (self.uptime_s, '"%s"' % reset if reset else "null"))
+        out.put('"heap":{"free":%d,"floor":%d},"clock":"%s",' % (free, app.heap_min,
+                                                                  "set" if self._clock else "unset"))
+        out.put('"link":{"connects":%d,"refused":%d},"meters":{' % (link.connects, link.refused))
+        now = time.ticks_ms()
+        comma = ""
+        for mod in app.modules:
+            m = mod.meter
+            # a module id holds no character JSON escapes (config.py refuses " \\ and control characters)
+            out.put('%s"%s":{"online":%s,"cycles":%d,"errors":{' % (comma, m.module_id, "true" if m.online else
+                                                                      "false", m.cycles))
+            comma = ""
+            for kind, n in zip(ERRORS, m.errors):
+                out.put('%s"%s":%d' % (comma, kind, n))
+                comma = ","
+            kind = m.last_error_kind
+            if kind:  # the uptime it happened at (ticks_diff holds for about 6 days on an ESP32)
+                out.put('},"last_error":"%s","last_error_s":%d,' % (
+                    kind, self.uptime_s - time.ticks_diff(now, m.last_error_ticks) // 1000))
+            else:
+                out.put('},"last_error":null,"last_error_s":null,')
+            out.put('"transaction":')
+            tx = mod.tx.journal.open
+            if tx:
+                out.put_string(tx["tid"].encode())
+            else:
+                out.put("null")
+            limits = m.read_limits  # what this meter taught (learn.py): registers per read, holes [[first, last]]
+            if limits:
+                out.put(',"read_limits":{"max_read":%s,"holes":[' % (limits["max_read"] or "null"))
+                for i, (lo, hi) in enumerate(limits["holes"]):
+                    out.put("%s[%d,%d]" % ("," if i else "", lo, hi))
+                out.put("]}}")
+            else:
+                out.put(',"read_limits":null}')
+        out.put("}}")

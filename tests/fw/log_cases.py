@@ -30,6 +30,7 @@ class App:
     modules = []
     dropped = 0
     heap_min = 1 << 20
+    doc = None  # made at start-up on a board (stages.py): state.Reporter makes its own
 
     def __init__(self):
         self.link = Link()
