@@ -9,8 +9,10 @@ free for mpremote. It is entered when:
 - the board's button (board.json) is held while the board starts.
 After a soft reset (Ctrl-D, mpremote) a watchdog started by the bridge is fed from machine.Timer(0)
 until the bridge starts again, so the REPL stays up.
-Then slots.py (never updated over the air) picks the code slot and config: a new version on trial, or
-the committed one, and rolls back a trial that ended before it committed.
+Then slots.py (never updated over the air) picks the code slot and config: a new version on trial, an
+update's transfer (receive mode), or the committed one, and rolls back a trial that ended before it
+committed. A trial or a transfer gets a deadline: a machine.Timer here resets the board if it is still
+pending then (the next boot rolls it back, and says why).
 This file is self-contained on purpose: it must work even when the meterbridge package is broken.
 """
 
@@ -26,6 +28,7 @@ _STARTS = "starts"  # written by meterbridge/hal/esp32.py
 _MAX_STARTS = const(3)
 _WINDOW_MS = const(1000)  # how long the button is watched for
 _FEEDER = const(0)  # the machine.Timer that feeds the watchdog while the bridge does not (hal/esp32.py: the same)
+_DEADLINE = const(1)  # the machine.Timer of a start on trial or in receive mode
 
 
 class SafeMode(Exception):
@@ -114,10 +117,22 @@ except Exception as e:  # a fault in this guard must not keep the bridge from st
 if _why:
     raise SafeMode("safe mode, " + _why + ": the bridge is not started; fix it with mpremote, then reset")
 
-try:
-    import slots  # which code slot and config start: a new version on trial, or the committed one
+def _expire(_timer):
+    """A start on trial (or receiving an update) is past its deadline: if it is still pending, tell the next
+    boot (the file slots.py reads) and reset."""
+    with open("slots.json") as f:
+        st = json.load(f)
+    if st.get("trial") or st.get("receive"):
+        open("expired", "w").close()
+        machine.reset()
 
-    slots.boot()
+
+try:
+    import slots  # which code slot and config start: a new version on trial, a transfer, or the committed one
+
+    _ms = slots.boot()
     del slots  # out of RAM (boot() took it out of sys.modules)
+    if _ms:
+        machine.Timer(_DEADLINE).init(mode=machine.Timer.ONE_SHOT, period=_ms, callback=_expire)
 except Exception as e:  # a broken slot state must not keep the deployed bridge from starting
     print("boot.py: slots:", repr(e))

@@ -5,14 +5,18 @@ meterbridge/, lib/ and profiles/ with its MANIFEST. The file `slots.json` says w
 config file run, and replaces itself atomically (a new file renamed over the old), so a power cut
 leaves the old state or the new one:
     {"v": 1, "code": "" | "a" | "b", "config": name, "version": n, "last": highest version switched to,
+     "receive": null | {the update's signed request: "kind", "version", "size", "sha256", "total",
+                        "health_s", "deadline_s", ...; "boots", "why"},
      "trial": null | {"code", "config", "version", "boots", "health_s", "deadline_s", "why"},
-     "result": null | {"version", "state": "committed" | "rolled back", "why"}}
-boot() runs before the app (boot.py on a board, meterbridge.boardrun on unix): a trial gets one
-start; if that start ends before the app commits it (a crash, a reset, a power cut, or no commit
-within deadline_s), the next boot goes back to the old slot and records why. This module is the
-boot loader's part: it is never updated over the air and imports nothing of the package. It leaves
-RAM after boot() (a trial's deadline keeps its functions); sys.argv[2] == "slots" tells the app that
-a boot chose its slot, and the update code imports this module again when it needs it.
+     "result": null | {"version", "state": "committed" | "rolled back" | "refused", "why"}}
+boot() runs before the app (boot.py on a board, meterbridge.boardrun on unix). An update the bridge
+accepted (receive) gets one start in receive mode (sys.argv[2] == "receive": the stream is taken by
+a start that loads nothing of the bridge); a trial gets one start. If that start ends otherwise (a
+crash, a reset, a power cut, or past its deadline_s), the next boot drops it, runs the old version
+and records why. This module is the boot loader's part: it is never updated over the air and imports
+nothing of the package. It leaves RAM after boot(); sys.argv[2] == "slots" tells the app that a
+boot chose its slot. The receiver imports it again; the bridge reads and writes slots.json without it
+(update_cmd.py, commit.py), for it has little heap to spare.
 """
 
 import json
@@ -20,7 +24,11 @@ import os
 import sys
 
 STATE = "slots.json"
-_BLANK = {"v": 1, "code": "", "config": "config.json", "version": 0, "last": 0, "trial": None, "result": None}
+_EXPIRED = "expired"  # boot.py writes it when a pending start's deadline passes, then resets
+_BLANK = {"v": 1, "code": "", "config": "config.json", "version": 0, "last": 0, "receive": None, "trial": None,
+          "result": None}
+_GRACE_S = 30  # a receive mode that outlives its own deadline_s (which it enforces itself) by this is reset
+
 
 def read():
     try:
@@ -49,82 +57,60 @@ def running():
     return {"code": cur["code"], "config": cur["config"], "version": cur["version"], "trial": bool(st["trial"])}
 
 
-def booted():
-    """True when a boot chose this start's slot (updates over MQTT are on)."""
-    return sys.argv[2:3] == ["slots"]
+def _why(t, r, expired):
+    """Why the pending trial t (or transfer r) is dropped: its start ended without a commit (or a switch)."""
+    p = t or r
+    if p.get("why"):
+        return p["why"]
+    if expired and t:
+        return "no commit within %d s (health window %d s)" % (t["deadline_s"], t["health_s"])
+    if expired:
+        return "the receiver did not end within %d s" % (r["deadline_s"] + _GRACE_S)
+    return ("it ended before it committed" if t else "the transfer ended before it was whole") + \
+        " (crash, reset or power cut)"
 
 
 def boot():
-    """Choose this start's slot, put it first on sys.path, its config in sys.argv[1] and "slots" in sys.argv[2]."""
+    """Choose this start's slot, put it first on sys.path, its config in sys.argv[1] and the mode in sys.argv[2]:
+    "receive" for an update's transfer, else "slots". Returns the deadline (ms) of a start on trial or in
+    receive mode, else None: the caller (boot.py, with a machine.Timer) resets the board then if it is still
+    pending, after writing the file `expired`; this module keeps nothing in RAM for it."""
     st = read()
-    t = st["trial"]
-    if t and t["boots"]:
-        st["trial"] = None
-        st["result"] = {"version": t["version"], "state": "rolled back",
-                        "why": t.get("why") or "it ended before it committed (crash, reset or power cut)"}
+    try:
+        os.remove(_EXPIRED)
+        expired = True
+    except OSError:
+        expired = False
+    t, r = st["trial"], st.get("receive")  # never both: a command is refused while a version is on trial
+    pending = t or r
+    if pending and pending["boots"]:  # its one start ended without a commit (a trial) or a switch (a transfer)
+        st["trial"] = st["receive"] = None
+        st["result"] = {"version": pending["version"], "state": "rolled back" if t else "refused",
+                        "why": _why(t, r, expired)}
         write(st)
-        t = None
-    elif t:
-        t["boots"] = 1
+        t = r = pending = None
+    elif pending:
+        pending["boots"] = 1
         write(st)
     cur = t or st
     if cur["code"]:
         sys.path[:0] = [cur["code"], cur["code"] + "/lib"]
-    sys.argv[:] = ["main.py", cur["config"], "slots"]
-    if t:
-        _arm(t["deadline_s"] * 1000)
+    sys.argv[:] = ["main.py", cur["config"], "receive" if r else "slots"]
     sys.modules.pop(__name__, None)  # the app needs none of this in RAM
-
-
-def trial():
-    """This start's trial (its health window and deadline), or None when the running version is committed."""
-    return read()["trial"]
-
-
-def commit():
-    """Make the trial the running version: a reset from now on starts it again."""
-    st = read()
-    t = st["trial"]
-    if not t:
-        return
-    st.update(code=t["code"], config=t["config"], version=t["version"], trial=None,
-              result={"version": t["version"], "state": "committed", "why": None})
-    write(st)
+    if pending:
+        return (pending["deadline_s"] + (_GRACE_S if r else 0)) * 1000
+    return None
 
 
 def failed(why):
-    """This start on trial cannot run: record why and reset; the next boot rolls it back."""
+    """This start on trial (or in receive mode) cannot go on: record why and reset; the next boot drops it."""
     st = read()
-    t = st["trial"]
+    t = st["trial"] or st.get("receive")
     if t and t["boots"]:
-        print("[meterbridge] error: this start on trial failed:", why, file=sys.stderr)
-        t["why"] = t["why"] or why
+        print("[meterbridge] error: this start failed:", why, file=sys.stderr)
+        t["why"] = t.get("why") or why
         write(st)
         reset()
-
-
-def _expire(_=None):
-    """The trial's deadline passed without a commit."""
-    t = read()["trial"]
-    if t:
-        failed("no commit within %d s (health window %d s)" % (t["deadline_s"], t["health_s"]))
-
-
-def _arm(ms):
-    """Call _expire after ms, whatever the app does: a hardware timer on a board, a thread on unix."""
-    try:
-        from machine import Timer
-
-        Timer(1).init(mode=Timer.ONE_SHOT, period=ms, callback=_expire)  # Timer(0) is boot.py's watchdog feeder
-    except (ImportError, AttributeError):
-        import _thread
-        import time
-
-        def later():
-            time.sleep_ms(ms)
-            _expire()
-
-        _thread.start_new_thread(later, ())
 
 
 def reset():
@@ -132,6 +118,10 @@ def reset():
     import time
 
     time.sleep_ms(300)  # what was just published leaves the socket
+    try:
+        os.remove("starts")  # boot.py's crash-loop count: a reset on purpose starts a new state, never a loop
+    except OSError:
+        pass
     try:
         from machine import reset
     except ImportError:

@@ -83,12 +83,13 @@ class App:
         self._why_in = 0  # checks until that is logged again
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
-        self.update = None  # (key, client_id, topic base, rx size) when a board's boot chose the slot (update.py)
+        # (key, client_id, topic base, max_payload) when a board's boot chose the slot (update_cmd.py)
+        self.update = None
         if sys.argv[2:3] == ["slots"]:  # slots.py's boot chose the code slot
             cid = cfg["broker"]["client_id"]
-            self.update = (cfg["update_key"], cid, ("meterbridge/%s/update/" % cid).encode(), len(rx))
-            for kind in ("cmd", "data"):
-                self._routes[self.update[2] + kind.encode()] = (None, kind)
+            self.update = (cfg["update_key"], cid, ("meterbridge/%s/update/" % cid).encode(),
+                           cfg["broker"]["max_payload"])  # the stream is taken by receive mode, with its own buffer
+            self._routes[self.update[2] + b"cmd"] = (None, "cmd")
         subs = list(self._routes)
         self._beacon = None
         # the request task and its event only where a meter signs: the others answer in the MQTT callback, and
@@ -113,22 +114,35 @@ class App:
         self._faults = -1  # the link said "online": the next check says again what is wrong
         if self._wake:
             self._wake.set()
-        if self.update:  # the last update's outcome (committed, or rolled back and why), retained for the host
-            import slots
+        result = self.slots().get("result")  # the last update's outcome (committed, rolled back or refused, and why)
+        if result:
+            self.link.publish(self.update[2] + b"result", json.dumps(result), True)  # retained for the host
 
-            result = slots.read()["result"]
-            sys.modules.pop("slots", None)  # loaded for a moment
-            if result:
-                self.link.publish(self.update[2] + b"result", json.dumps(result), True)
+    def slots(self):
+        """slots.json (slots.py) when a board's boot chose the slot, else {}: read as JSON, for loading slots.py
+        would take more heap than the bridge has to spare."""
+        if not self.update:
+            return {}
+        try:
+            with open("slots.json") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}  # no update yet
 
-    def _on_update(self, kind, msg, oversize):
+    def _on_update(self, msg):
+        """A command on update/cmd: an accepted update resets the board into receive mode (update_cmd.py)."""
         gc.collect()
         try:
-            from . import update  # loaded for an update message only; it unloads itself when idle
+            from . import update_cmd  # loaded for the command only
 
-            update.handle(self, kind, msg, oversize)
+            update_cmd.handle(self, msg)
         except MemoryError:
-            self.link.publish(self.update[2] + b"status", b'{"re":"update","state":"refused","why":"out of memory"}')
+            self.link.publish(self.update[2] + b"status",
+                              b'{"re":"update","state":"refused","why":"out of memory on the board: try again"}')
+        package = sys.modules[__name__.rpartition(".")[0]]
+        sys.modules.pop(package.__name__ + ".update_cmd", None)  # out of RAM again
+        if hasattr(package, "update_cmd"):
+            delattr(package, "update_cmd")
 
     def _reply(self, mod, reply_to, text):
         topic = mod.topics.reply(reply_to)
@@ -152,9 +166,9 @@ class App:
         if route is None:
             return
         mod, kind = route
-        if mod is None:  # update/cmd or update/data; a retained one would come back at every connect
+        if mod is None:  # update/cmd; a retained one would come back at every connect
             if not retained:
-                self._on_update(kind, msg, oversize)
+                self._on_update(msg)
             return
         if retained:  # left on the broker by some client, replayed on every connect: never a live request
             if not self._retained_seen:
@@ -379,15 +393,15 @@ class App:
         sup.spawn("checks", self._checks)
         for mod in self.modules:
             sup.spawn("poll:" + mod.meter.module_id, lambda mod=mod: self._poll(mod))
-        if self.update:
-            import slots
-
-            trial = slots.trial()
-            sys.modules.pop("slots", None)
-            if trial:
-                from . import commit  # a start on trial only; it unloads itself once committed
-
-                asyncio.create_task(commit.watch(self))
-                del commit
+        self._watch_trial()
         await sup.run()
+
+    def _watch_trial(self):
+        """A start on trial commits itself once healthy (commit.py). Not in run(): what a coroutine's frame held
+        once stays in it, and the GC would keep commit.py's code for good."""
+        trial = self.slots().get("trial")
+        if trial:
+            from . import commit  # a start on trial only; it unloads itself once committed
+
+            asyncio.create_task(commit.watch(self, trial))
 

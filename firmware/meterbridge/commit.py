@@ -7,10 +7,9 @@ yet, can still be reached and updated again). Loaded only on a start on trial.
 
 import asyncio
 import json
+import os
 import sys
 import time
-
-import slots
 
 from . import hal
 from .log import INFO, log
@@ -21,8 +20,25 @@ def _cycles(app):
     return sum(m.meter.cycles - sum(m.meter.errors) for m in app.modules)
 
 
-async def watch(app):
-    trial = slots.trial()
+def _commit():
+    """slots.commit(), written here: loading slots.py takes more heap than a bridge has to spare."""
+    with open("slots.json") as f:
+        st = json.load(f)
+    t = st["trial"]
+    st.update(code=t["code"], config=t["config"], version=t["version"], trial=None,
+              result={"version": t["version"], "state": "committed", "why": None})
+    with open("slots.json.new", "w") as f:  # as slots.write(): a new file renamed over the old one
+        json.dump(st, f)
+    try:
+        os.rename("slots.json.new", "slots.json")
+    except OSError:
+        os.remove("slots.json")  # FAT refuses to rename over a file
+        os.rename("slots.json.new", "slots.json")
+    return st["result"]
+
+
+async def watch(app, trial):
+    """trial: slots.json's "trial" of this start."""
     need = trial["health_s"] * 1000
     since = None
     while True:
@@ -36,9 +52,12 @@ async def watch(app):
         answered = answered or any(m.meter.fresh() for m in app.modules)
         values = _cycles(app) > cycles or not answered or hal.epoch_ms() is None
         if time.ticks_diff(now, since) >= need and values:
-            slots.commit()
+            try:
+                result = _commit()
+            except MemoryError:
+                continue  # tried again in a second
             log(INFO, "update: version", trial["version"], "committed after a healthy", trial["health_s"], "s")
-            app.link.publish(app.update[2] + b"result", json.dumps(slots.read()["result"]), True)
+            app.link.publish(app.update[2] + b"result", json.dumps(result), True)
             package = sys.modules[__name__.rpartition(".")[0]]
             sys.modules.pop(__name__, None)  # done for this start: unloaded when the task ends
             if hasattr(package, "commit"):

@@ -2,15 +2,22 @@
 RAM; only then is the runtime loaded and the app built, which runs until stopped.
 
 Only this small module stays loaded while the app runs: the code of the stages is needed once, and it is
-gone before the runtime's modules arrive, so the peak of start-up holds one or the other.
+gone before the runtime's modules arrive, so the peak of start-up holds one or the other. A start that
+slots.boot() put in receive mode (an update's transfer) runs receive.py instead, and none of the bridge.
 """
 
 import gc
+import sys
 
 from . import hal, log
 
 
 def main():
+    if sys.argv[2:3] == ["receive"]:
+        from .receive import main as receive
+
+        receive()
+        return
     from . import stages
 
     parts = stages.build()

@@ -1,43 +1,26 @@
-"""Updates over MQTT: a signed command starts one, the files stream into a free slot, slots.py switches.
+"""An update's stream: the MANIFEST, then each file it lists, written into a staging directory and hashed.
 
-Loaded only when a message arrives on meterbridge/{client_id}/update/cmd or .../update/data, and
-unloaded when the transfer ends. Protocol (the host side is host/meterbridge/update.py):
-- cmd: `<HMAC-SHA256 of the JSON, 64 hex> <JSON>`, the JSON {"client_id", "kind": "hello" | "firmware" |
-  "config", "version", "size" and "sha256" of the MANIFEST, "total" bytes of the stream, "health_s",
-  "deadline_s"}. A wrong HMAC, another board's client_id, a version not above the last one switched
-  to, or too little flash refuse it; nothing on the board changes.
-- data: 4 bytes big-endian stream offset, then up to chunk bytes. The stream is the MANIFEST (lines
-  `<sha256> <size> <path>`), then its files in its order; each file is hashed as it is written, so the
-  HMAC over the manifest's hash covers every byte. An empty chunk ends the stream.
-- status (out): {"re", "state": "ready" | "receiving" | "switching" | "refused", "why"}, {"ack": offset}
-  after each chunk, {"want": offset} when one went missing; `switching` carries the heap floor seen.
-A firmware goes to the slot not running (a/b) with its MANIFEST; a config (JSON with an update_key)
-becomes config.a.json or config.b.json. Either starts as a trial (slots.py), whose start-up checks
-the config's every field.
-This module holds the stream; update_cmd (commands) and update_switch (the end) are loaded for
-their moment only, so a transfer needs little more RAM than this module and one chunk.
+Loaded by receive mode only (receive.py). Data messages on meterbridge/{client_id}/update/data hold 4
+bytes big-endian stream offset, then up to max_payload - 4 bytes. The stream is the MANIFEST (lines
+`<sha256> <size> <path>`), then its files in its order; each file is hashed as it is written, so the
+HMAC over the manifest's hash (update_cmd.py) covers every byte. An empty chunk ends the stream. Each
+chunk is acknowledged on update/status ({"ack": offset}); a gap asks for the stream from there
+({"want": offset}). A firmware writes meterbridge/, lib/ and profiles/ of the code slot not running
+(a/b) with its MANIFEST; a config writes config.json into cfgstage. Nothing but one chunk is in RAM.
 """
 
 import binascii
 import gc
-import json
 import os
-import sys
 from hashlib import sha256
 
-from .log import WARN, log
+from .update_cmd import RESERVE, free, read, say
 
 _DIRS = ("meterbridge/", "lib/", "profiles/")
-
-_t = None  # the transfer under way
 
 
 class Refused(Exception):
     """An update the board will not take: why."""
-
-
-def say(app, **kw):
-    app.link.publish(app.update[2] + b"status", json.dumps(kw))
 
 
 def rmtree(path):
@@ -54,6 +37,18 @@ def rmtree(path):
     os.rmdir(path)
 
 
+def staging(req):
+    """The request's staging directory, emptied (of what a power cut in a transfer left): the code slot not
+    running, or cfgstage. Refused when the flash has too little room for the stream."""
+    path = ("b" if read()["code"] == "a" else "a") if req["kind"] == "firmware" else "cfgstage"
+    rmtree(path)
+    room = free()
+    if room < req["total"] + RESERVE:
+        raise Refused("flash full: the update needs %d bytes and %d more free, %d are free" %
+                      (req["total"], RESERVE, room))
+    return path
+
+
 def _makedirs(path):
     at = 0
     while True:
@@ -64,21 +59,6 @@ def _makedirs(path):
             os.mkdir(path[:at])
         except OSError:
             pass  # there already
-
-
-def _part(name):
-    """A module of this package, loaded now; _unload(name) drops it again."""
-    full = __name__.rpartition(".")[0] + "." + name
-    __import__(full)
-    return sys.modules[full]
-
-
-def _unload(name):
-    package = sys.modules[__name__.rpartition(".")[0]]
-    sys.modules.pop(package.__name__ + "." + name, None)
-    if hasattr(package, name):
-        delattr(package, name)
-    gc.collect()
 
 
 class Transfer:
@@ -156,7 +136,7 @@ class Transfer:
 
     def take(self, app, msg, oversize):
         """One data message; True once the stream ended whole."""
-        self.low = min(self.low, gc.mem_free())  # app._on_update collected just before
+        self.low = min(self.low, gc.mem_free())  # the receiver collected just before
         off = int.from_bytes(bytes(msg[:4]), "big")
         if oversize or off > self.off:  # a chunk went missing (or was cut): ask for the stream from there
             say(app, want=self.off)
@@ -169,55 +149,3 @@ class Transfer:
             return False
         self.end()
         return True
-
-
-def handle(app, kind, msg, oversize):
-    """A message on update/cmd (kind "cmd") or update/data; refusals go to update/status."""
-    global _t
-    try:
-        if kind == "cmd":
-            try:
-                cmd = _part("update_cmd")
-                req = cmd.check(app, bytes(msg), oversize)
-                if req is not None:
-                    if _t is not None:
-                        _t.abort()  # a new update replaces the one under way
-                        _t = None
-                    _t = cmd.start(app, req)
-            finally:
-                cmd = None
-                _unload("update_cmd")
-        elif _t is None:
-            say(app, re="data", state="refused", why="no update under way")
-        elif _t.take(app, msg, oversize):  # the stream is whole: switch to it
-            t, _t = _t, None
-            try:
-                _part("update_switch").switch(app, t.req, t.dir, t.files, t.low)  # resets the board
-            except Refused:
-                rmtree(t.dir)
-                raise
-            finally:
-                _unload("update_switch")
-    except Refused as e:
-        _refuse(app, str(e))
-    except MemoryError:
-        _refuse(app, "out of memory on the board")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        _refuse(app, "%s: %s" % (type(e).__name__, e))
-    if _t is None:
-        _unload(__name__.rpartition(".")[2])  # idle: this module leaves RAM when the app's call returns
-
-
-def _refuse(app, why):
-    global _t
-    version = None
-    gc.collect()
-    if _t is not None:
-        version = _t.req["version"]
-        try:
-            _t.abort()
-        except OSError:
-            pass  # the next update clears the staging directory again
-        _t = None
-    log(WARN, "update refused:", why)
-    say(app, re="update", version=version, state="refused", why=why)

@@ -1,28 +1,35 @@
-"""The end of an update: the switch to the trial (a config first checked for what an update needs).
+"""The end of an update: a config checked in full, then the switch to the trial and a reset.
 
-Loaded by update.py once the stream is whole; the board resets at its end.
+Loaded by receive mode (receive.py) once the stream is whole.
 """
 
-import json
 import os
 
 import slots
 
+from . import hal
 from .log import INFO, log
-from .update import Refused, rmtree, say
+from .update import Refused, rmtree
+from .update_cmd import say
 
 
 def _check_config(path):
-    """What must hold before a config may be tried: JSON with an update_key. Every other field is checked by
-    start-up on the trial start, with the heap still empty; a problem there rolls it back, naming the field."""
+    """The config's every field, as start-up checks it, and an update_key (else no update could follow);
+    the profiles it names must be on the board. Refused names the field and the reason."""
+    from . import config
+
     try:
-        with open(path) as f:
-            doc = json.load(f)
-    except ValueError as e:
-        raise Refused("config: not valid JSON (%s)" % e) from None
-    key = doc.get("update_key") if isinstance(doc, dict) else None
-    if not isinstance(key, str) or len(key) < 32:
+        cfg = config.load(path, hal.supported_baud)
+    except config.ConfigError as e:
+        raise Refused("config: " + str(e)) from None
+    if not cfg["update_key"]:
         raise Refused("config: update_key: missing (the board could not be updated any more)")
+    for i, m in enumerate(cfg["meters"]):
+        name = m["profile"]
+        try:
+            os.stat(name if "/" in name else hal.profiles_dir() + "/" + name + ".json")
+        except OSError:
+            raise Refused("config: meters[%d].profile: %s is not on the board" % (i, name)) from None
 
 
 def switch(app, req, staging, files, low):
@@ -37,6 +44,7 @@ def switch(app, req, staging, files, low):
         os.rename(staging + "/config.json", config)
         rmtree(staging)
     st = slots.read()
+    st["receive"] = None
     st["trial"] = {"code": code, "config": config, "version": req["version"], "boots": 0,
                    "health_s": req["health_s"], "deadline_s": req["deadline_s"], "why": None}
     st["last"] = req["version"]

@@ -3,10 +3,11 @@
 A directory stands in for the board's filesystem: config.json, slots.json, the update slots a/ and
 b/ and the journal live there, and the process runs with it as its working directory. The deployed
 code (the root slot) is the compiled tree of build.firmware(). Each start runs slots.boot() first,
-as boot.py does on a board, so the slot, its config and a trial's rollback are the board's own
-logic. When the firmware ends as a board would reset (slots.reset(), the watchdog, or any ending
-while a trial is pending, which the board's trial timer turns into a reset), it is started again;
-any other ending stops the run, as a board stays in the REPL.
+as boot.py does on a board, so the slot, its config, receive mode and a trial's rollback are the
+board's own logic; a pending start's deadline runs in a thread where boot.py has a machine.Timer.
+When the firmware ends as a board would reset (slots.reset(), the watchdog, or any ending while a
+trial or a transfer is pending, which the board's deadline timer turns into a reset), it is started
+again; any other ending stops the run, as a board stays in the REPL.
 
     python -m meterbridge.boardrun DIR [HEAPSIZE]
 """
@@ -21,12 +22,32 @@ from pathlib import Path
 
 from . import build, paths
 
-_BOOT = "import slots\nslots.boot()\ndel slots\nfrom meterbridge.start import main\nmain()\n"
+# boot.py's part on unix: slots.boot(), and a pending start's deadline (a thread for boot.py's machine.Timer)
+_BOOT = """
+import slots
+_ms = slots.boot()
+del slots
+if _ms:
+    import _thread, json, os, time
+
+    def _expire():
+        time.sleep_ms(_ms)
+        with open("slots.json") as f:
+            st = json.load(f)
+        if st.get("trial") or st.get("receive"):
+            open("expired", "w").close()
+            os.system("kill -9 $PPID")
+
+    _thread.start_new_thread(_expire, ())
+from meterbridge.start import main
+main()
+"""
 
 
-def _trial_pending(directory):
+def _pending(directory):
     try:
-        return bool(json.loads((directory / "slots.json").read_text()).get("trial"))
+        st = json.loads((directory / "slots.json").read_text())
+        return bool(st.get("trial") or st.get("receive"))
     except (OSError, ValueError):
         return False
 
@@ -56,7 +77,7 @@ def main(argv=None):
     while True:
         child = subprocess.Popen(cmd, env=env, cwd=directory)
         rc = child.wait()
-        if not (rc < 0 or _trial_pending(directory)):
+        if not (rc < 0 or _pending(directory)):
             return rc
         print(f"[boardrun] the firmware ended ({rc}): starting it again, as a board resets", file=sys.stderr,
               flush=True)

@@ -1,7 +1,9 @@
 """The host side of updates over MQTT (the board's side and the protocol: firmware/meterbridge/update.py).
 
-Board(...) talks to one board under meterbridge/{client_id}/update/: signed commands, the stream
-of chunks with a window of unacknowledged ones, and the outcome the board retains on update/result.
+Board(...) talks to one board under meterbridge/{client_id}/update/: signed commands, the board's
+reset into receive mode (it answers `restarting`, then `receiving` from a start that runs nothing but
+the receiver), the stream of chunks with a window of unacknowledged ones, and the outcome the board
+retains on update/result.
 Every failure is an UpdateError whose text can be shown as is; none of them contains the key.
 """
 
@@ -18,6 +20,9 @@ from . import build, deploy
 
 WINDOW = 8  # chunks sent ahead of the board's acknowledgement
 REPLY_S = 10.0  # a board that says nothing for this long is not answering
+# a board resets into receive mode and connects again: about 1 s on unix, 5-15 s with Wi-Fi on an ESP32
+RECEIVE_S = 60.0
+BUSY_TRIES = 5  # a command the board had no memory for is sent again, this often at most
 
 
 class UpdateError(Exception):
@@ -42,10 +47,12 @@ def firmware_files(platform, arch="xtensawin", build_dir=None):
 class Board:
     """One board's update topics on a broker."""
 
-    def __init__(self, host, port, client_id, key_hex, username=None, password=None, tls=None, reply_s=REPLY_S):
+    def __init__(self, host, port, client_id, key_hex, username=None, password=None, tls=None, reply_s=REPLY_S,
+                 receive_s=RECEIVE_S):
         self.client_id = client_id
         self._key = key_hex
         self.reply_s = reply_s
+        self.receive_s = receive_s
         self.closed = False
         self.base = f"meterbridge/{client_id}/update/"
         self._status = queue.Queue()
@@ -83,8 +90,8 @@ class Board:
         self._client.loop_stop()
         self._client.disconnect()
 
-    def _publish(self, leaf, payload):
-        self._client.publish(self.base + leaf, payload)
+    def _publish(self, leaf, payload, qos=0):
+        self._client.publish(self.base + leaf, payload, qos)
 
     def _next(self, q, end):
         """The next message of q before the monotonic time end, else None."""
@@ -97,39 +104,62 @@ class Board:
             raise UpdateError("closed")
         return None
 
-    def _reply(self, want, timeout=None):
-        """The next status message that answers `want` ("cmd", "hello"), or UpdateError."""
+    def _reply(self, want, timeout=None, state=None, silent=None):
+        """The next status message that answers `want` ("cmd", "hello") in `state` (any), or UpdateError
+        (`silent`: its text when none comes within timeout)."""
         timeout = timeout or self.reply_s
         end = time.monotonic() + timeout
         while True:
             doc = self._next(self._status, end)
             if doc is None:
-                raise UpdateError(f"board {self.client_id} is not answering on {self.base}status within "
-                                  f"{timeout:.0f} s (offline, or running a firmware without updates?)")
+                raise UpdateError(silent or f"board {self.client_id} is not answering on {self.base}status within "
+                                            f"{timeout:.0f} s (offline, or running a firmware without updates?)")
             if doc.get("state") == "refused" and doc.get("re") in ("cmd", "data", "update"):
                 raise UpdateError(f"refused by the board: {doc.get('why')}")
-            if doc.get("re") == want:
+            if doc.get("re") == want and state in (None, doc.get("state")):
                 return doc
 
     def command(self, kind, **fields):
+        """A signed command, at QoS 1: the broker keeps it for a board that is restarting (its session persists)."""
         self._publish("cmd", sign(self._key, json.dumps({"client_id": self.client_id, "kind": kind,
-                                                          **fields}).encode()))
+                                                          **fields}).encode()), 1)
+
+    def _ask(self, ask, answer):
+        """ask(), then answer(); again while the board says it is short of memory for the moment (its bridge
+        has a few KB to spare, and the garbage of a poll cycle can hold some of them)."""
+        for _ in range(BUSY_TRIES - 1):
+            ask()
+            try:
+                return answer()
+            except UpdateError as e:
+                if "try again" not in str(e):
+                    raise
+            time.sleep(1.0)
+        ask()
+        return answer()
 
     def hello(self):
         """What the board runs: {"version", "trial", "platform", "chunk", "free", ...}."""
-        self.command("hello")
-        return self._reply("hello")
+        return self._ask(lambda: self.command("hello"), lambda: self._reply("hello"))
 
     def send(self, kind, files, version, health_s=60, deadline_s=180, progress=None):
         """Stream an update; returns the board's `switching` reply (it resets into a trial then)."""
-        info = self.hello()
+        self.hello()
         man = build.manifest(files)
         stream = man + b"".join(data for _, data in sorted(files.items()))
         total = len(stream)  # the board checks its free flash against it and refuses with the numbers
-        self.command(kind, version=version, size=len(man), sha256=hashlib.sha256(man).hexdigest(), total=total,
-                     health_s=health_s, deadline_s=deadline_s)
-        self._reply("cmd")
-        return self._stream(stream, info["chunk"], progress)
+        ready = self._ask(lambda: self.command(kind, version=version, size=len(man),
+                                               sha256=hashlib.sha256(man).hexdigest(), total=total,
+                                               health_s=health_s, deadline_s=deadline_s), self.receiving)
+        return self._stream(stream, ready["chunk"], progress)
+
+    def receiving(self):
+        """The board's answers to an accepted command: `restarting`, then, from its start in receive mode,
+        `receiving` with the chunk size it takes."""
+        self._reply("cmd", state="restarting")
+        return self._reply("cmd", self.receive_s, "receiving",
+                           f"board {self.client_id} accepted the update but did not come back in receive mode "
+                           f"within {self.receive_s:.0f} s; it boots its running version again by itself")
 
     def _stream(self, stream, chunk, progress):
         total = len(stream)

@@ -124,6 +124,10 @@ class Watchdog:
             _remove(_STARTS)
 
 
+def reset():
+    machine.reset()
+
+
 def stopped():
     """The bridge stopped at Ctrl-C: feed a started watchdog from a Timer, so the REPL that follows stays up."""
     try:

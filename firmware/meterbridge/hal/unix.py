@@ -119,6 +119,11 @@ class Watchdog:
                 os.system("kill -9 $PPID")  # the shell's parent is this process; no os.kill on the unix port
 
 
+def reset():
+    """machine.reset(): the process ends, and meterbridge.boardrun starts it again as a board restarts."""
+    os.system("kill -9 $PPID")  # the shell's parent is this process; no os.kill on the unix port
+
+
 def stopped():
     """Nothing to keep up: the process ends with the firmware, and its watchdog thread with it."""
 
