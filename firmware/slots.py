@@ -5,18 +5,18 @@ meterbridge/, lib/ and profiles/ with its MANIFEST. The file `slots.json` says w
 config file run, and replaces itself atomically (a new file renamed over the old), so a power cut
 leaves the old state or the new one:
     {"v": 1, "code": "" | "a" | "b", "config": name, "version": n, "last": highest version switched to,
-     "receive": null | {the update's signed request: "kind", "version", "size", "sha256", "total",
-                        "health_s", "deadline_s", ...; "boots", "why"},
+     "receive": null | {"cmd": the signed command, "boots", "why", and once receive mode checked it
+                        its fields: "kind", "version", "total", "health_s", "deadline_s", ...},
      "trial": null | {"code", "config", "version", "boots", "health_s", "deadline_s", "why"},
      "result": null | {"version", "state": "committed" | "rolled back" | "refused", "why"}}
-boot() runs before the app (boot.py on a board, meterbridge.boardrun on unix). An update the bridge
-accepted (receive) gets one start in receive mode (sys.argv[2] == "receive": the stream is taken by
-a start that loads nothing of the bridge); a trial gets one start. If that start ends otherwise (a
-crash, a reset, a power cut, or past its deadline_s), the next boot drops it, runs the old version
-and records why. This module is the boot loader's part: it is never updated over the air and imports
-nothing of the package. It leaves RAM after boot(); sys.argv[2] == "slots" tells the app that a
-boot chose its slot. The receiver imports it again; the bridge reads and writes slots.json without it
-(update_cmd.py, commit.py), for it has little heap to spare.
+boot() runs before the app (boot.py on a board, meterbridge.boardrun on unix). A signed command the
+running bridge wrote to update.cmd gets one start in receive mode (sys.argv[2] == "receive": a start
+that loads nothing of the bridge checks it, answers it and takes the stream); a trial gets one start.
+If that start ends otherwise (a crash, a reset, a power cut, or past its deadline_s), the next boot
+drops it, runs the old version and records why. This module is the boot loader's part: it is never
+updated over the air and imports nothing of the package. It leaves RAM after boot(); sys.argv[2] ==
+"slots" tells the app that a boot chose its slot. Receive mode imports it again; the bridge reads and
+writes slots.json without it (app.py, commit.py), for it has little heap to spare.
 """
 
 import json
@@ -25,6 +25,7 @@ import sys
 
 STATE = "slots.json"
 _EXPIRED = "expired"  # boot.py writes it when a pending start's deadline passes, then resets
+CMD = "update.cmd"  # the running bridge writes a signed command there for receive mode (meterbridge/update_cmd.py)
 _BLANK = {"v": 1, "code": "", "config": "config.json", "version": 0, "last": 0, "receive": None, "trial": None,
           "result": None}
 _GRACE_S = 30  # a receive mode that outlives its own deadline_s (which it enforces itself) by this is reset
@@ -57,6 +58,17 @@ def running():
     return {"code": cur["code"], "config": cur["config"], "version": cur["version"], "trial": bool(st["trial"])}
 
 
+def _take(path):
+    """The text of the file path, which is removed; None when there is none."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        os.remove(path)
+        return text
+    except OSError:
+        return None
+
+
 def _why(t, r, expired):
     """Why the pending trial t (or transfer r) is dropped: its start ended without a commit (or a switch)."""
     p = t or r
@@ -76,21 +88,22 @@ def boot():
     receive mode, else None: the caller (boot.py, with a machine.Timer) resets the board then if it is still
     pending, after writing the file `expired`; this module keeps nothing in RAM for it."""
     st = read()
-    try:
-        os.remove(_EXPIRED)
-        expired = True
-    except OSError:
-        expired = False
-    t, r = st["trial"], st.get("receive")  # never both: a command is refused while a version is on trial
+    expired = _take(_EXPIRED) is not None
+    cmd = _take(CMD)  # removed first: a power cut from here on loses the command, never loops on it
+    t, r = st["trial"], st.get("receive")  # never both: the bridge refuses a command while a version is on trial
     pending = t or r
-    if pending and pending["boots"]:  # its one start ended without a commit (a trial) or a switch (a transfer)
+    dropped = pending and pending["boots"]
+    if dropped:  # its one start ended without a commit (a trial) or a switch (a transfer)
         st["trial"] = st["receive"] = None
-        st["result"] = {"version": pending["version"], "state": "rolled back" if t else "refused",
-                        "why": _why(t, r, expired)}
-        write(st)
+        if pending["version"] is not None:  # not a command that was only answered (a hello)
+            st["result"] = {"version": pending["version"], "state": "rolled back" if t else "refused",
+                            "why": _why(t, r, expired)}
         t = r = pending = None
-    elif pending:
+    if cmd and not t:  # the bridge took a signed command: one start in receive mode checks and carries it out
+        r = pending = st["receive"] = {"cmd": cmd, "version": None, "deadline_s": 3600, "boots": 0}
+    if pending:
         pending["boots"] = 1
+    if pending or dropped:
         write(st)
     cur = t or st
     if cur["code"]:

@@ -141,9 +141,7 @@ def _send_broken(b, version, cut=0, flip=False, total=None):
         files = firmware_files("unix")
         man = build.manifest(files)
         stream = bytearray(man + b"".join(d for _, d in sorted(files.items())))
-        board.command("firmware", version=version, size=len(man), sha256=hashlib.sha256(man).hexdigest(),
-                      total=total or len(stream), health_s=HEALTH_S, deadline_s=30)
-        chunk = board.receiving()["chunk"]
+        chunk = board.begin("firmware", version, man, total or len(stream), HEALTH_S, 30)
         if flip:
             stream[-10] ^= 1
         with pytest.raises(UpdateError) as e:
@@ -166,8 +164,7 @@ def test_broken_bundles_are_refused_and_the_board_stays_as_it_was(board, tmp_pat
         with pytest.raises(UpdateError, match="not above 10"):
             board_.send("firmware", firmware_files("unix"), 9, HEALTH_S, 30)
         with pytest.raises(UpdateError, match="flash full"):
-            board_.command("firmware", version=30, size=1, sha256="0" * 64, total=1 << 60, health_s=2, deadline_s=9)
-            board_._reply("cmd")
+            board_.begin("firmware", 30, b"x", 1 << 60, 2, 9)
     finally:
         board_.close()
     with pytest.raises(UpdateError, match="bad HMAC"):

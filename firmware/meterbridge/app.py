@@ -84,12 +84,15 @@ class App:
         self.heap_min = gc.mem_free() + gc.mem_alloc()  # lowest free after a collection, from the first report
         self.supervisor = Supervisor(hal.Watchdog(cfg["watchdog_ms"]))
         # (key, client_id, topic base, max_payload) when a board's boot chose the slot (update_cmd.py)
-        self.update = None
+        self.update = self._update_cmd = self.trial = None
         if sys.argv[2:3] == ["slots"]:  # slots.py's boot chose the code slot
             cid = cfg["broker"]["client_id"]
             self.update = (cfg["update_key"], cid, ("meterbridge/%s/update/" % cid).encode(),
                            cfg["broker"]["max_payload"])  # the stream is taken by receive mode, with its own buffer
             self._routes[self.update[2] + b"cmd"] = (None, "cmd")
+            from . import update_cmd  # now, while the heap is whole: later a few KB are free, in pieces
+
+            self._update_cmd = update_cmd
         subs = list(self._routes)
         self._beacon = None
         # the request task and its event only where a meter signs: the others answer in the MQTT callback, and
@@ -130,19 +133,12 @@ class App:
             return {}  # no update yet
 
     def _on_update(self, msg):
-        """A command on update/cmd: an accepted update resets the board into receive mode (update_cmd.py)."""
-        gc.collect()
+        """A command on update/cmd: refused, or handed to receive mode with a reset (update_cmd.py)."""
         try:
-            from . import update_cmd  # loaded for the command only
-
-            update_cmd.handle(self, msg)
+            self._update_cmd.handle(self, msg)
         except MemoryError:
             self.link.publish(self.update[2] + b"status",
-                              b'{"re":"update","state":"refused","why":"out of memory on the board: try again"}')
-        package = sys.modules[__name__.rpartition(".")[0]]
-        sys.modules.pop(package.__name__ + ".update_cmd", None)  # out of RAM again
-        if hasattr(package, "update_cmd"):
-            delattr(package, "update_cmd")
+                              b'{"re":"cmd","state":"refused","why":"out of memory on the board: try again"}')
 
     def _reply(self, mod, reply_to, text):
         topic = mod.topics.reply(reply_to)
@@ -399,9 +395,9 @@ class App:
     def _watch_trial(self):
         """A start on trial commits itself once healthy (commit.py). Not in run(): what a coroutine's frame held
         once stays in it, and the GC would keep commit.py's code for good."""
-        trial = self.slots().get("trial")
-        if trial:
+        self.trial = self.slots().get("trial")  # update_cmd refuses a command meanwhile
+        if self.trial:
             from . import commit  # a start on trial only; it unloads itself once committed
 
-            asyncio.create_task(commit.watch(self, trial))
+            asyncio.create_task(commit.watch(self, self.trial))
 

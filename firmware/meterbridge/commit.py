@@ -56,6 +56,7 @@ async def watch(app, trial):
                 result = _commit()
             except MemoryError:
                 continue  # tried again in a second
+            app.trial = None
             log(INFO, "update: version", trial["version"], "committed after a healthy", trial["health_s"], "s")
             app.link.publish(app.update[2] + b"result", json.dumps(result), True)
             package = sys.modules[__name__.rpartition(".")[0]]

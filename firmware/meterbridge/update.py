@@ -1,26 +1,78 @@
-"""An update's stream: the MANIFEST, then each file it lists, written into a staging directory and hashed.
+"""An update in receive mode (receive.py): the signed command checked in full, then its stream into a staging
+directory, hashed as it arrives.
 
-Loaded by receive mode only (receive.py). Data messages on meterbridge/{client_id}/update/data hold 4
-bytes big-endian stream offset, then up to max_payload - 4 bytes. The stream is the MANIFEST (lines
-`<sha256> <size> <path>`), then its files in its order; each file is hashed as it is written, so the
-HMAC over the manifest's hash (update_cmd.py) covers every byte. An empty chunk ends the stream. Each
-chunk is acknowledged on update/status ({"ack": offset}); a gap asks for the stream from there
-({"want": offset}). A firmware writes meterbridge/, lib/ and profiles/ of the code slot not running
-(a/b) with its MANIFEST; a config writes config.json into cfgstage. Nothing but one chunk is in RAM.
+Protocol (the host side is host/meterbridge/update.py), under meterbridge/{client_id}/update/:
+- cmd: `<HMAC-SHA256 of the JSON, 64 hex> <JSON>`, the JSON {"client_id", "kind": "hello" | "firmware" |
+  "config", "version", "size" and "sha256" of the MANIFEST, "total" bytes of the stream, "health_s",
+  "deadline_s"}. The running bridge refuses a wrong HMAC, an open transaction or a version on trial, and
+  resets into receive mode for the rest (update_cmd.py). Here another board's client_id, a version not
+  above the last one switched to, or too little flash refuse it; nothing changes.
+- data: 4 bytes big-endian stream offset, then up to max_payload - 4 bytes. The stream is the MANIFEST
+  (lines `<sha256> <size> <path>`), then its files in its order; each file is hashed as it is written, so
+  the HMAC over the manifest's hash covers every byte. An empty chunk ends the stream.
+- status (out): {"re", "state": "restarting" | "ready" | "receiving" | "switching" | "refused", "why"},
+  {"ack": offset} after each chunk, {"want": offset} when one went missing.
+A firmware writes meterbridge/, lib/ and profiles/ of the code slot not running (a/b) with its MANIFEST;
+a config writes config.json into cfgstage. Nothing but one chunk is in RAM.
 """
 
 import binascii
 import gc
+import json
 import os
 from hashlib import sha256
 
-from .update_cmd import RESERVE, free, read, say
+import slots
+
+from . import hal
+from .update_cmd import signed
 
 _DIRS = ("meterbridge/", "lib/", "profiles/")
+_RESERVE = 16384  # flash left free for the journal and slots.json after an update
 
 
 class Refused(Exception):
     """An update the board will not take: why."""
+
+
+def say(app, **kw):
+    app.link.publish(app.update[2] + b"status", json.dumps(kw))
+
+
+def _free():
+    s = os.statvfs(".")
+    return s[0] * s[4]
+
+
+def check(app, msg):
+    """The accepted request of a command, or None once a hello or a bad HMAC is answered; Refused else."""
+    if not signed(app.update[0], msg):
+        say(app, re="cmd", state="refused", why="bad HMAC: the update key differs")  # a transfer goes on
+        return None
+    try:
+        req = json.loads(msg[65:])
+    except ValueError:
+        raise Refused("not JSON") from None
+    if req.get("client_id") != app.update[1]:
+        raise Refused("signed for another board")
+    st = slots.read()
+    top = max(st["version"], st["last"])
+    if req.get("kind") == "hello":
+        say(app, re="hello", state="ready", version=st["version"], trial=False, last=st["last"],
+            platform=hal.PLATFORM, chunk=app.update[3] - 4, free=_free())
+        return None
+    version = req.get("version")
+    if type(version) is not int or version <= top:
+        raise Refused("version %r is not above %d (an older bundle, or one replayed)" % (version, top))
+    if req.get("kind") not in ("firmware", "config"):
+        raise Refused("unknown kind %r" % req.get("kind"))
+    h, d = req.get("health_s"), req.get("deadline_s")
+    if not (type(h) is int and type(d) is int and 0 < h < d <= 3600):
+        raise Refused("health_s and deadline_s: whole seconds, 0 < health_s < deadline_s <= 3600")
+    if type(req.get("total")) is not int or type(req.get("size")) is not int or \
+            not isinstance(req.get("sha256"), str):
+        raise Refused("size, sha256 and total of the stream are missing")
+    return req
 
 
 def rmtree(path):
@@ -40,12 +92,12 @@ def rmtree(path):
 def staging(req):
     """The request's staging directory, emptied (of what a power cut in a transfer left): the code slot not
     running, or cfgstage. Refused when the flash has too little room for the stream."""
-    path = ("b" if read()["code"] == "a" else "a") if req["kind"] == "firmware" else "cfgstage"
+    path = ("b" if slots.read()["code"] == "a" else "a") if req["kind"] == "firmware" else "cfgstage"
     rmtree(path)
-    room = free()
-    if room < req["total"] + RESERVE:
+    room = _free()
+    if room < req["total"] + _RESERVE:
         raise Refused("flash full: the update needs %d bytes and %d more free, %d are free" %
-                      (req["total"], RESERVE, room))
+                      (req["total"], _RESERVE, room))
     return path
 
 

@@ -9,8 +9,7 @@ import slots
 
 from . import hal
 from .log import INFO, log
-from .update import Refused, rmtree
-from .update_cmd import say
+from .update import Refused, rmtree, say
 
 
 def _check_config(path):

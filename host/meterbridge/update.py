@@ -23,6 +23,7 @@ REPLY_S = 10.0  # a board that says nothing for this long is not answering
 # a board resets into receive mode and connects again: about 1 s on unix, 5-15 s with Wi-Fi on an ESP32
 RECEIVE_S = 60.0
 BUSY_TRIES = 5  # a command the board had no memory for is sent again, this often at most
+ASK_S = 3.0  # a command nothing answered is sent again after this long
 
 
 class UpdateError(Exception):
@@ -104,62 +105,77 @@ class Board:
             raise UpdateError("closed")
         return None
 
-    def _reply(self, want, timeout=None, state=None, silent=None):
-        """The next status message that answers `want` ("cmd", "hello") in `state` (any), or UpdateError
-        (`silent`: its text when none comes within timeout)."""
+    def _reply(self, want, timeout=None, states=None, silent=None):
+        """The next status message whose "re" is one of want and, if given, whose state is one of states; a refusal
+        raises UpdateError, and so does silence for timeout (silent: its text; False: None is returned instead)."""
         timeout = timeout or self.reply_s
         end = time.monotonic() + timeout
         while True:
             doc = self._next(self._status, end)
             if doc is None:
-                raise UpdateError(silent or f"board {self.client_id} is not answering on {self.base}status within "
-                                            f"{timeout:.0f} s (offline, or running a firmware without updates?)")
+                if silent is False:
+                    return None
+                raise UpdateError(silent or self._silent(timeout))
             if doc.get("state") == "refused" and doc.get("re") in ("cmd", "data", "update"):
                 raise UpdateError(f"refused by the board: {doc.get('why')}")
-            if doc.get("re") == want and state in (None, doc.get("state")):
+            if doc.get("re") in want and (states is None or doc.get("state") in states):
                 return doc
 
-    def command(self, kind, **fields):
-        """A signed command, at QoS 1: the broker keeps it for a board that is restarting (its session persists)."""
-        self._publish("cmd", sign(self._key, json.dumps({"client_id": self.client_id, "kind": kind,
-                                                          **fields}).encode()), 1)
+    def _silent(self, timeout):
+        return (f"board {self.client_id} is not answering on {self.base}status within {timeout:.0f} s (offline, "
+                "or running a firmware without updates?)")
 
-    def _ask(self, ask, answer):
-        """ask(), then answer(); again while the board says it is short of memory for the moment (its bridge
-        has a few KB to spare, and the garbage of a poll cycle can hold some of them)."""
-        for _ in range(BUSY_TRIES - 1):
+    def command(self, kind, **fields):
+        """A signed command (QoS 0: a command the broker kept would reach the board again after its reset)."""
+        self._publish("cmd", sign(self._key, json.dumps({"client_id": self.client_id, "kind": kind,
+                                                          **fields}).encode()))
+
+    def _answer(self, ask, re, state):
+        """ask() until the board answers re (in state): the running bridge says `restarting` and hands the command
+        to receive mode, which answers it; a board in receive mode already answers at once. A command is sent
+        again every ASK_S while nothing answers (a board that is restarting misses it), and while the board is
+        short of memory for the moment."""
+        end, busy = time.monotonic() + self.reply_s, 0
+        while True:
             ask()
             try:
-                return answer()
+                doc = self._reply(("cmd", re), min(ASK_S, max(0.1, end - time.monotonic())), ("restarting", state),
+                                  False)
             except UpdateError as e:
-                if "try again" not in str(e):
+                busy += 1
+                if "try again" not in str(e) or busy >= BUSY_TRIES:
                     raise
-            time.sleep(1.0)
-        ask()
-        return answer()
+                continue
+            if doc is not None:
+                break
+            if time.monotonic() >= end:
+                raise UpdateError(self._silent(self.reply_s))
+        if doc.get("state") == "restarting":
+            doc = self._reply((re,), self.receive_s, (state,),
+                              f"board {self.client_id} took the command but did not come back in receive mode "
+                              f"within {self.receive_s:.0f} s; it boots its running version again by itself")
+        return doc
 
     def hello(self):
-        """What the board runs: {"version", "trial", "platform", "chunk", "free", ...}."""
-        return self._ask(lambda: self.command("hello"), lambda: self._reply("hello"))
+        """What the board runs: {"version", "trial", "platform", "chunk", "free", ...}. On a running bridge this
+        resets the board into receive mode, which waits a minute for the update to follow."""
+        return self._answer(lambda: self.command("hello"), "hello", "ready")
+
+    def begin(self, kind, version, manifest, total, health_s, deadline_s):
+        """The update's command; returns the chunk size the board takes once it is receiving."""
+        return self._answer(lambda: self.command(kind, version=version, size=len(manifest),
+                                                 sha256=hashlib.sha256(manifest).hexdigest(), total=total,
+                                                 health_s=health_s, deadline_s=deadline_s),
+                            "cmd", "receiving")["chunk"]
 
     def send(self, kind, files, version, health_s=60, deadline_s=180, progress=None):
         """Stream an update; returns the board's `switching` reply (it resets into a trial then)."""
         self.hello()
         man = build.manifest(files)
         stream = man + b"".join(data for _, data in sorted(files.items()))
-        total = len(stream)  # the board checks its free flash against it and refuses with the numbers
-        ready = self._ask(lambda: self.command(kind, version=version, size=len(man),
-                                               sha256=hashlib.sha256(man).hexdigest(), total=total,
-                                               health_s=health_s, deadline_s=deadline_s), self.receiving)
-        return self._stream(stream, ready["chunk"], progress)
-
-    def receiving(self):
-        """The board's answers to an accepted command: `restarting`, then, from its start in receive mode,
-        `receiving` with the chunk size it takes."""
-        self._reply("cmd", state="restarting")
-        return self._reply("cmd", self.receive_s, "receiving",
-                           f"board {self.client_id} accepted the update but did not come back in receive mode "
-                           f"within {self.receive_s:.0f} s; it boots its running version again by itself")
+        # the board checks its free flash against the total and refuses with the numbers
+        chunk = self.begin(kind, version, man, len(stream), health_s, deadline_s)
+        return self._stream(stream, chunk, progress)
 
     def _stream(self, stream, chunk, progress):
         total = len(stream)
@@ -172,7 +188,7 @@ class Board:
                 sent += len(part)
             if acked == total:
                 self._publish("data", struct.pack(">I", total))  # the end
-                return self._reply("data")
+                return self._reply(("data",))
             doc = self._next(self._status, time.monotonic() + 0.5) or {}
             if "ack" in doc and doc["ack"] > acked:
                 acked, quiet_since, tries = doc["ack"], time.monotonic(), 0
