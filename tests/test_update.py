@@ -12,8 +12,10 @@ import json
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -175,6 +177,43 @@ def test_broken_bundles_are_refused_and_the_board_stays_as_it_was(board, tmp_pat
     assert values_flow(b) and b.alive()
 
 
+def test_a_stalled_transfer_ends_in_the_running_version_saying_why(board):
+    """The host stops sending halfway: receive mode gives up at the command's deadline_s, clears the staging
+    slot, records why and resets into the version that ran, untouched."""
+    b = board()
+    sender = connect(b)
+    try:
+        sender.hello()
+        files = firmware_files("unix")
+        man = build.manifest(files)
+        stream = man + b"".join(d for _, d in sorted(files.items()))
+        chunk = sender.begin("firmware", 10, man, len(stream), HEALTH_S, 6)
+        for off in range(0, len(stream) // 2, chunk):
+            sender._publish("data", struct.pack(">I", off) + stream[off : off + chunk])
+        result = sender.result(10, 40)
+    finally:
+        sender.close()
+    assert result["state"] == "refused" and "not received within deadline_s (6 s)" in result["why"], result
+    assert running(b) == {"code": "", "config": "config.json", "version": 0, "last": 0, "trial": None,
+                          "receive": None}
+    assert not (b.dir / "a").exists(), "the staging slot is cleared"
+    assert values_flow(b) and b.alive()
+
+
+def test_an_update_is_refused_while_a_transaction_is_open(board):
+    """An update never cuts a charging session's metering: the running bridge refuses it, naming the meter, and
+    goes on; once the transaction stopped the update goes through."""
+    b = board()
+    with b.everest() as ev:
+        ev.start_transaction("tx-charging")  # a meter that cannot sign keeps it in its journal all the same
+        with pytest.raises(UpdateError, match="a transaction is open on pm1: update once it has stopped"):
+            update(b, 10)
+        assert state(b) is None and "the firmware ended" not in b.firmware_log(), "no reset, nothing written"
+        assert values_flow(b)
+        ev.stop_transaction("tx-charging")
+    assert update(b, 10)["state"] == "committed"
+
+
 @pytest.mark.parametrize("broken, why", [
     ("raise RuntimeError('this version dies at start')\n", "ended before it committed"),
     ("import time\ndef main():\n    while True:\n        time.sleep(1)\n", "no commit within 6 s"),
@@ -226,14 +265,14 @@ def test_a_config_update_is_checked_then_committed(board):
 
 
 def test_a_board_killed_at_random_moments_of_an_update_boots_one_whole_version(board):
-    """Power cuts during the transfer (after a random share of it), during the trial's start and health window,
-    and just after the commit; after each the board boots, publishes, and runs one slot whose files all match
-    its MANIFEST."""
+    """Power cuts at the start of receive mode, during the transfer (after a random share of it), during the
+    trial's start and health window, and just after the commit; after each the board boots, publishes, and
+    runs one slot whose files all match its MANIFEST."""
     rng = random.Random(20261129)
     b = board()
     phases = []
     for i in range(KILLS):
-        version, mode = 100 + i, i % 3
+        version, mode = 100 + i, i % 4
         sender = connect(b, reply_s=3)
         share = rng.uniform(0.05, 0.95)
 
@@ -248,6 +287,9 @@ def test_a_board_killed_at_random_moments_of_an_update_boots_one_whole_version(b
                 cut()
 
         try:
+            if mode == 3:  # at the start of receive mode: the command answered, or about to be
+                sender.hello()
+                threading.Timer(rng.uniform(0, 0.5), cut).start()
             sender.send("firmware", firmware_files("unix"), version, HEALTH_S, 20, progress)
             if mode == 1:
                 time.sleep(rng.uniform(0, 2.5))  # the reset, the new start, its health window
@@ -260,19 +302,20 @@ def test_a_board_killed_at_random_moments_of_an_update_boots_one_whole_version(b
         sender.close()
         st = state(b)
         phases.append("on trial" if st and st["trial"] else "after the commit" if st and st["version"] == version
-                      else "before the switch")
+                      else "in receive mode" if st and st["receive"] else "before the switch")
         if st is not None and (st["trial"] or st["code"]):
             slot = (st["trial"] or st)["code"]
             assert whole(b.dir / slot), slot
         b.start_firmware()
         assert values_flow(b), b.firmware_log()[-2000:]
-        assert wait_until(lambda: state(b) is None or state(b)["trial"] is None, 30), "a trial ends either way"
+        assert wait_until(lambda: state(b) is None or not (state(b)["trial"] or state(b)["receive"]), 30), \
+            "a trial or a transfer ends either way"
         st = state(b)
         if st and st["code"]:
             assert whole(b.dir / st["code"])
     assert "Traceback" not in b.firmware_log()
     print("kills landed:", phases)
-    assert KILLS < 3 or {"before the switch", "on trial", "after the commit"} <= set(phases), phases
+    assert KILLS < 3 or {"in receive mode", "on trial", "after the commit"} <= set(phases), phases
 
 
 def test_a_deploy_runs_the_deployed_tree_and_keeps_the_version_count():
