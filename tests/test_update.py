@@ -1,9 +1,13 @@
-"""Updates over MQTT under the unix port as a board runs them (meterbridge.boardrun) against mosquitto.
+"""Updates over MQTT under the unix port as a board runs them (meterbridge.boardrun) against mosquitto, at the
+tests' default heap (conftest HEAPSIZE, 100k): the running bridge hands a signed command to a fresh start
+(receive mode), which takes the stream with the whole heap.
 
-An update commits; a broken one (wrong key, truncated, damaged, older, too large for the flash) is
-refused and the board stays as it was; a version that dies at start or stays silent is rolled back
-by the boot's own logic; a bad config is refused with its field; and the board killed at random
-moments of an update (MB_UPDATE_KILLS times, default 4) always boots one whole version.
+An update commits; a broken one (wrong key, truncated, damaged, older, too large for the flash) is refused
+and the board stays as it was; a transfer the host stops ends in the running version with why; an update is
+refused while a transaction is open, without a reset; a version that dies at start or stays silent is rolled
+back by the boot's own logic; a bad config is refused in receive mode with its field; and the board killed
+at random moments of an update (MB_UPDATE_KILLS times, default 4; receive mode's start among them) always
+boots one whole version.
 """
 
 import hashlib

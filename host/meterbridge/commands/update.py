@@ -1,8 +1,9 @@
 """`meterbridge update`: send the firmware (or, with --config-only, the config) to a board over MQTT.
 
-The board checks the signed manifest, streams the files into a free slot, resets into the new
-version and commits it once it has run healthily; otherwise it rolls back by itself. This command
-shows the transfer and then the outcome the board reports. The update key is never printed.
+The running bridge checks the signed command and resets into receive mode, a start that loads nothing
+of the bridge: it checks the command and the manifest, streams the files into a free slot, resets into
+the new version and commits it once it has run healthily; otherwise it rolls back by itself. This
+command shows the transfer and then the outcome the board reports. The update key is never printed.
 """
 
 import json
