@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
 
 import fw
@@ -357,3 +358,23 @@ def test_a_board_that_does_not_answer_is_named(broker):
             board.send("firmware", {"meterbridge/x.mpy": b"x"}, 1)
     finally:
         board.close()
+
+
+def test_a_board_that_does_not_come_back_in_receive_mode_is_named(broker):
+    """A bridge that answers `restarting` and is not heard from again (its receive mode cannot reach the broker,
+    say): the host says so, and that the board goes back to its running version by itself."""
+    base = "meterbridge/mb-gone-quiet/update/"
+    stand_in = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    stand_in.on_message = lambda c, u, msg: c.publish(base + "status", b'{"re":"cmd","state":"restarting"}')
+    stand_in.connect("127.0.0.1", broker)
+    stand_in.subscribe(base + "cmd")
+    stand_in.loop_start()
+    board = Board("127.0.0.1", broker, "mb-gone-quiet", KEY, reply_s=5, receive_s=2)
+    try:
+        with pytest.raises(UpdateError, match="did not come back in receive mode within 2 s; it boots its running "
+                                              "version again by itself"):
+            board.hello()
+    finally:
+        board.close()
+        stand_in.loop_stop()
+        stand_in.disconnect()
