@@ -77,8 +77,8 @@ class Receiver:
             self.fail("%s: %s" % (type(e).__name__, e))
 
     def _command(self, msg, oversize):
-        """A command: answered; an update accepted replaces the one under way unless it is the same again (the
-        broker delivers the bridge's last command once more)."""
+        """A command: answered; an update accepted replaces the one under way, unless it is not newer (the same
+        command sent again: the host repeats one nothing answered)."""
         if oversize:
             raise Refused("not a signed command")
         try:
