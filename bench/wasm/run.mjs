@@ -1,10 +1,11 @@
 // The firmware on the MicroPython WebAssembly port (32-bit) under node: see board.py.
 // argv: module path of micropython.mjs, the work directory (fw/ beside config.json and profiles/),
-// the module id, seconds of polling and requests. Prints one JSON line.
+// the module id, seconds of polling and requests, and (optional) the bytes of a pad made before the firmware
+// loads, which shifts where its objects land (wasm32.py). Prints one JSON line.
 import fs from "fs";
 import path from "path";
 
-const [mjs, work, moduleId, seconds] = process.argv.slice(2);
+const [mjs, work, moduleId, seconds, pad] = process.argv.slice(2);
 const { loadMicroPython } = await import(mjs);
 const out = [];
 const mp = await loadMicroPython({
@@ -23,6 +24,7 @@ function copy(from, to) {  // the work tree into the port's in-memory filesystem
 copy(work, "/work");
 mp.runPython("import gc\ngc.collect()");
 mp.runPython("bare = gc.mem_alloc()");  // the interpreter alone (the collection above has happened)
+mp.runPython(`pad = bytearray(${Number(pad || 0)})`);
 mp.runPython("import os, sys\nos.chdir('/work')\nsys.path[:0] = ['/work/fw', '/work/fw/lib']\nimport board");
 const board = mp.pyimport("board");
 const settle = () => {  // gc.mem_alloc() after a collection run from the top level (see board.py)
