@@ -68,7 +68,10 @@ def _profiles(cfg, storage):
             fatal("profile: " + str(e))
         gc.collect()
         profiles.append(prof)
-        buffers.append((Dataset(prof.count), jsonout.Writer(powermeter.text_size(prof, m["meter_id"]))))
+        size = powermeter.text_size(prof, m["meter_id"])
+        if not buffers:  # the first is the state document's too (build)
+            size = max(size, _DOC_HEAD + _DOC_METER * len(cfg["meters"]))
+        buffers.append((Dataset(prof.count), jsonout.Writer(size)))
     return profiles, buffers
 
 
@@ -84,12 +87,9 @@ def build():
     doc = None  # a signing meter's board loads the state topic only where its requests have room (app.py)
     if not any(p.ocmf for p in profiles):
         size = min(size, _HEAD_ONLY)
-        # the state document is written into the first meter's values buffer, made larger if need be: each is
-        # built and published with no await between, so they never meet
-        dataset, doc = buffers[0]
-        if len(doc.buf) < _DOC_HEAD + _DOC_METER * len(profiles):
-            doc = jsonout.Writer(_DOC_HEAD + _DOC_METER * len(profiles))
-            buffers[0] = dataset, doc
+        # the state document is written into the first meter's values buffer (sized for both): each is built
+        # and published with no await between, so they never meet
+        doc = buffers[0][1]
     rx = bytearray(size)
     forget("profile", "planner")
     log.level = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}[cfg["log_level"]]

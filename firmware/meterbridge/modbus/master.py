@@ -46,8 +46,7 @@ class Master:
 
     async def _transact(self, slave, fc, addr, what):
         """A read of what registers with function fc, or a write of the words what (fc None)."""
-        lock = self.lock
-        await lock.acquire()  # the request buffer is shared by every meter on the bus
+        await self.lock.acquire()  # the request buffer is shared by every meter on the bus
         try:
             if fc is None:
                 n = rtu.encode_write(self._req, slave, addr, what)
@@ -67,7 +66,7 @@ class Master:
                         raise
                     self.stats[1] += 1
         finally:
-            lock.release()
+            self.lock.release()
 
     async def _once(self, n):
         req = self._req
