@@ -3,26 +3,43 @@ flow once the broker answers (tests/test_link_faults.py's fake broker and firmwa
 
 import sys
 import threading
+import time
 
 from table import row
 
 from meterbridge import paths
 
 sys.path.insert(0, str(paths.REPO / "tests"))
+from tcpproxy import Proxy  # noqa: E402
 from test_link_faults import ANSWER_AFTER_S, DRIBBLE_S, FakeBroker, run_link  # noqa: E402
 
 MODES = (("blackhole", "accepts TCP, never answers", ANSWER_AFTER_S + 3),
+         ("down", "host down (SYN never answered)", ANSWER_AFTER_S + 3),
          ("dribble", "CONNACK one byte every 1.9 s", 4 * DRIBBLE_S + 3),
          ("http", "answers HTTP 400", ANSWER_AFTER_S + 3))
 
 
 def _one(mode, upstream, seconds):
-    fake = FakeBroker(mode, upstream)
-    if mode != "dribble":
-        threading.Timer(ANSWER_AFTER_S, fake.answer).start()
+    proxy = None
+    if mode == "down":  # the fake broker only relays and sees the first values; the black hole is in front of it
+        fake = FakeBroker("blackhole", upstream)
+        fake.answer()
+        proxy = Proxy(fake.port, blackholed=True)
+
+        def answer():
+            fake.answer_t = time.monotonic()
+            proxy.restore()
+
+        threading.Timer(ANSWER_AFTER_S, answer).start()
+    else:
+        fake = FakeBroker(mode, upstream)
+        if mode != "dribble":
+            threading.Timer(ANSWER_AFTER_S, fake.answer).start()
     try:
-        report, _ = run_link(fake.port, seconds)
+        report, _ = run_link(proxy.port if proxy else fake.port, seconds)
     finally:
+        if proxy:
+            proxy.close()
         fake.close()
     after = fake.first_value_t - fake.answer_t if fake.first_value_t else None
     return report, after

@@ -5,6 +5,9 @@ under the unix port) and the session's mosquitto. Until it "answers" it misbehav
 found real ones do; after that it relays to mosquitto. Requirements (issue 13 §2): the loop is never
 blocked for 0.5 s, the link task never dies, and values flow within 2 s of the broker answering (bench/link.py
 times them; the tests here allow a loaded machine more).
+
+A broker host that is down answers no SYN at all, where a closed port on 127.0.0.1 is refused at once:
+tcpproxy.Proxy.blackhole() makes that on a loopback port (see there), in front of the whole bridge.
 """
 
 import json
@@ -13,11 +16,14 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 
+from conftest import Bridge, wait_until
 from fw import HERE
 from meterbridge import build, paths, procs
+from tcpproxy import Proxy
 
 STANDIN = paths.REPO / "tests" / "umqtt_standin"  # umqtt.simple 1.4.0 or 1.5.0+, as toolchain.md §6 describes them
 
@@ -25,6 +31,7 @@ ANSWER_AFTER_S = 2.5  # when the broker starts answering (the dribbling one answ
 DRIBBLE_S = 1.9  # one CONNACK byte this often
 HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"  # RFC 4253 4.2: the server speaks first
+GIVEN_UP = "mqtt connect failed: OSError(110"  # ETIMEDOUT: mqtt_link gave a TCP connect up (_TCP_MS)
 
 
 class FakeBroker:
@@ -172,3 +179,43 @@ def test_the_pinned_umqtt_wins_over_one_ahead_of_it_in_sys_path(broker):
     env = {"STANDIN_UMQTT": "1.5.0", "STANDIN_UMQTT_BASE": str(paths.LIB / "umqtt" / "simple.py")}
     report, log = run_link(procs.free_port(), 1, path, env)
     assert f"umqtt.simple 1.3.4 from {root / 'lib' / 'umqtt' / 'simple.mpy'}" in log, log
+
+
+def _while_down(log):
+    """(TCP connects given up, the meter's cycle counts from the debug heap lines) after the first give-up and
+    before the link first connected."""
+    lines = log.split("mqtt connected")[0].splitlines()
+    first = next((i for i, line in enumerate(lines) if GIVEN_UP in line), len(lines))
+    cycles = [int(line.rsplit(" ", 1)[1]) for line in lines[first:] if "debug: heap free" in line]
+    return sum(GIVEN_UP in line for line in lines), cycles
+
+
+def test_a_broker_host_that_is_down_costs_a_given_up_connect_never_the_meter(tmp_path, broker):
+    """The broker's host is down on the LAN: no SYN-ACK ever comes (Proxy.blackhole), so a connect is never
+    refused, it stays unanswered. The link gives each connect up and tries again, the meter is read meanwhile,
+    the board is not reset, and values reach EVerest once the host answers."""
+    proxy = Proxy(broker, blackholed=True)
+    b = Bridge(tmp_path / "b", proxy.port, module_id="pmlan" + uuid.uuid4().hex[:6])
+    b.config.update(log_level="debug", heap_log_s=1, watchdog_ms=5000)  # a stalled task resets within 5 s
+    b.dir.mkdir()
+    try:
+        b.start_sim()
+        b.start_firmware()
+
+        def down_long_enough():
+            given_up, cycles = _while_down(b.firmware_log())
+            return given_up >= 2 and len(cycles) >= 2 and cycles[-1] > cycles[0]
+
+        assert wait_until(down_long_enough, 30), b.firmware_log()
+        assert proxy.accepted == 0, "a SYN got through the black hole"
+        b.port = broker  # EVerest's side talks to the broker directly
+        with b.everest() as ev:
+            proxy.restore()
+            ev.wait_for("powermeter_values", timeout=20)
+        log = b.firmware_log()
+        assert proxy.accepted >= 1 and b.alive(), log
+        assert "no longer feeding" not in log and "watchdog expired" not in log, log
+        assert "warn: mqtt connect failed: OSError(110" in log, log  # said once at warn, the retries at debug
+    finally:
+        b.stop()
+        proxy.close()
