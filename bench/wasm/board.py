@@ -35,7 +35,6 @@ def start():
         asyncio.core._io_queue = stubs.PolledIO()
     sys.modules["machine"] = stubs.machine_module()
     sys.modules["network"] = stubs.network_module()
-    sys.modules["ntptime"] = stubs.ntptime_module()
     _esp32_hal()
     _RUN.append(getattr(asyncio, "run", None))
     asyncio.run = lambda coro: _task.append(coro)  # App.run_forever(): the loop starts later, on request

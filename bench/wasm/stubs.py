@@ -1,7 +1,7 @@
 """The board's C modules that the firmware's own ESP32 HAL (hal/esp32.py) needs, stubbed for both ports.
 
 machine: a UART with a meter on it (every read answered with zeros, a write with its echo), Pin, WDT, an RTC
-that has been set, Timer; network without interfaces; ntptime. They are small, as those modules' objects
+that has been set, Timer; network without interfaces. They are small, as those modules' objects
 are on a board, and their heap counts with the firmware's. PolledIO gives the WebAssembly port's asyncio
 the IO queue that extmod/asyncio has.
 """
@@ -134,11 +134,4 @@ def machine_module():
 def network_module():
     mod = Module()
     mod.hostname = lambda name=None: "bench"
-    return mod
-
-
-def ntptime_module():
-    mod = Module()
-    mod.host, mod.timeout = "pool.ntp.org", 1
-    mod.settime = lambda: None
     return mod
