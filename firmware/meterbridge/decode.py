@@ -27,15 +27,11 @@ def width(kind):
     return _WIDTHS[kind]
 
 
-def _word(buf, off):
-    return (buf[off] << 8) | buf[off + 1]
-
-
 def _unsigned(buf, off, words, little):
     v = 0
     for i in range(words):
-        j = words - 1 - i if little else i
-        v = (v << 16) | _word(buf, off + 2 * j)
+        at = off + 2 * (words - 1 - i if little else i)  # each register big-endian
+        v = (v << 16) | (buf[at] << 8) | buf[at + 1]
     return v
 
 
@@ -90,8 +86,11 @@ def normalise(m, e, exact):
         digits = len(str(abs(m)))
         if digits > _SIG_DIGITS:
             drop = digits - _SIG_DIGITS
-    if drop:
-        m = _round_div(m, 10**drop)
+    if drop:  # m / 10**drop, rounded half to even
+        d = 10**drop
+        m, r = divmod(m, d)  # floor division: r has the sign of d (positive)
+        if 2 * r > d or (2 * r == d and m & 1):
+            m += 1
         if m == 0:
             return 0, 0
         e += drop
@@ -99,13 +98,6 @@ def normalise(m, e, exact):
         m //= 10
         e += 1
     return m, e
-
-
-def _round_div(m, d):
-    q, r = divmod(m, d)  # floor division: r has the sign of d (positive)
-    if 2 * r > d or (2 * r == d and q & 1):
-        q += 1
-    return q
 
 
 def to_text(m, e):

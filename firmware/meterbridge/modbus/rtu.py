@@ -1,5 +1,7 @@
 """Modbus RTU framing: CRC-16, request encoding and response checking. Pure, no I/O, no timing."""
 
+import struct
+
 from micropython import const
 
 FC_READ_HOLDING = const(3)
@@ -54,33 +56,20 @@ def _finish(buf, n):
     return n + 2
 
 
-def _put16(buf, i, v):
-    buf[i] = (v >> 8) & 0xFF
-    buf[i + 1] = v & 0xFF
-
-
 def encode_read(buf, slave, fc, addr, count):
     """Write a read request for count registers at addr into buf; return its length."""
-    buf[0] = slave
-    buf[1] = fc
-    _put16(buf, 2, addr)
-    _put16(buf, 4, count)
+    struct.pack_into(">BBHH", buf, 0, slave, fc, addr, count)  # Modbus Application Protocol v1.1b3, 4.2: big-endian
     return _finish(buf, 6)
 
 
 def encode_write(buf, slave, addr, words):
     """Write an FC6 (one word) or FC16 request into buf; return its length."""
-    buf[0] = slave
-    _put16(buf, 2, addr)
     if len(words) == 1:
-        buf[1] = _FC_WRITE_SINGLE
-        _put16(buf, 4, words[0])
+        struct.pack_into(">BBHH", buf, 0, slave, _FC_WRITE_SINGLE, addr, words[0])
         return _finish(buf, 6)
-    buf[1] = _FC_WRITE_MULTIPLE
-    _put16(buf, 4, len(words))
-    buf[6] = 2 * len(words)
+    struct.pack_into(">BBHHB", buf, 0, slave, _FC_WRITE_MULTIPLE, addr, len(words), 2 * len(words))
     for i, w in enumerate(words):
-        _put16(buf, 7 + 2 * i, w)
+        struct.pack_into(">H", buf, 7 + 2 * i, w)
     return _finish(buf, 7 + 2 * len(words))
 
 
