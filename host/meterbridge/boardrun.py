@@ -67,16 +67,19 @@ def main(argv=None):
     child = None
 
     def stop(signum, _frame):
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
-            child.wait()
+        if child is not None and child.returncode is None:
+            os.kill(child.pid, signum)  # not poll() or wait(): the child.wait() this interrupts holds their lock
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     while True:
         child = subprocess.Popen(cmd, env=env, cwd=directory)
-        rc = child.wait()
+        try:
+            rc = child.wait()
+        except SystemExit:  # stop(): the firmware has the signal; the launcher ends after it
+            child.wait()
+            raise
         if not (rc < 0 or _pending(directory)):
             return rc
         print(f"[boardrun] the firmware ended ({rc}): starting it again, as a board resets", file=sys.stderr,
