@@ -107,7 +107,7 @@ class Iskra:
         if req["evse_id"]:
             parts.append('"CT":"EVSEID","CI":' + _text(req["evse_id"]))
         meta = ",".join(parts) + "}"
-        n = len(meta.encode())
+        n = len(memoryview(meta))  # its UTF-8 bytes, without a copy
         if n > self._meta_max:
             raise ValueError("identification is %d bytes, the meter takes at most %d" % (n, self._meta_max))
         return meta
@@ -172,7 +172,7 @@ class Iskra:
             await self._set("time_status", _SYNCHRONISED)
         if start:
             await self._set("signature_format", 0)  # 0: ASN.1 DER, which record() unpads
-        data = meta.encode()
+        data = memoryview(meta)  # its UTF-8 bytes, without a copy
         words = self._words
         n = len(data)
         for i in range(0, n, 2 * _BLOCK):
