@@ -136,11 +136,15 @@ def test_an_update_sent_to_the_demo_commits_and_its_table_carries_on(tmp_path):
             assert line in printed, printed
         assert len(doc["update_key"]) == 64 and doc["update_key"] not in printed
 
-        listed = subprocess.run([sys.executable, "-m", "meterbridge.main", "status", "--broker", broker, "--json",
-                                 "--wait", "2"], capture_output=True, text=True, timeout=60)
-        boards = json.loads(listed.stdout)
-        assert boards[client_id]["status"].startswith("online"), boards
-        assert boards[client_id]["state"]["meters"]["pm1"]["online"], boards
+        def listed():  # `meterbridge status --json`: the demo's board with its status and state document
+            done = subprocess.run([sys.executable, "-m", "meterbridge.main", "status", "--broker", broker, "--json",
+                                   "--wait", "2"], capture_output=True, text=True, timeout=60)
+            listed.boards = json.loads(done.stdout)
+            board = listed.boards.get(client_id) or {}
+            return (board.get("status") or "").startswith("online") and "pm1" in (board.get("state") or {}).get(
+                "meters", {})
+
+        assert wait_until(listed, 30, step=0.5), listed.boards
 
         notes, updating = set(), threading.Event()
 
