@@ -6,8 +6,9 @@ a read limit learned, the clock becoming set, the link connecting again. Counter
 heap) move all the time and only ride along; a change within _GAP_S of the last document waits. The
 warn and error lines (log.sink) go to `meterbridge/{client_id}/log`, one a second, from a queue of _KEEP.
 
-Between documents nothing is allocated. app.py loads this once the link is up, on every board (a signing
-meter's only where its requests keep room for their code).
+Between documents nothing is allocated; the document's own code (state_doc.py) is loaded for each one. app.py
+loads this once the link is up, on every board (a signing meter's only where its requests keep room for their
+code).
 """
 
 import gc
@@ -17,7 +18,6 @@ import time
 from micropython import const
 
 from . import hal, jsonout, log
-from .meter import ERRORS
 
 VERSION = "0.1.0"  # the firmware's, as pyproject.toml's
 _PERIOD_S = const(60)
@@ -26,19 +26,6 @@ _KEEP = const(6)  # log lines waiting for the link at most
 _LINE = const(160)  # characters of a log line at most
 _WATCHED = const(4)  # per meter: online, the kind of its last error, its open transaction, what it taught
 _BYTES = const(640)  # the document's buffer where start-up made none (stages.py): one meter's
-
-
-def umqtt_version():
-    """The pinned umqtt.simple's version (tools/fetch_umqtt.py writes umqtt/pinned.py beside it), else "other"."""
-    import umqtt
-
-    try:
-        from umqtt import pinned
-    except ImportError:
-        return "other"  # a frozen one, or one of one's own: umqtt.simple carries no version itself
-    sys.modules.pop("umqtt.pinned", None)  # unloaded again, as mqtt_link.py does
-    delattr(umqtt, "pinned")
-    return pinned.VERSION
 
 
 class Reporter:
@@ -50,37 +37,61 @@ class Reporter:
         self.state_topic = base + b"state"
         self.log_topic = base + b"log"
         self.uptime_s = 0
-        self._ms = 0
-        self._at = time.ticks_ms()
+        self._at = time.ticks_ms()  # when uptime_s last counted a second
         self._last = -_PERIOD_S  # uptime of the last document
-        self._connects = 0  # the link's connects then
         self._due = True  # a change not yet in a document
-        self._clock = False
-        self._seen = [None] * (_WATCHED * len(app.modules))
+        # what a change is seen against: the link's connects, the clock set, then _WATCHED per meter
+        self._seen = [0, False] + [None] * (_WATCHED * len(app.modules))
         self.lines = []  # warn and error lines for the log topic, oldest first
         self.dropped = 0  # lines the full queue (or a full heap) refused since the topic last said so
         # the document is written into a buffer made at start-up while the heap was whole (app.doc, the first
         # meter's values buffer: stages.py): built as one string, it needed a block of its whole size on a heap
         # in pieces, and a 64k heap often had none
         self.out = app.doc or jsonout.Writer(_BYTES)
-        self.umqtt = umqtt_version()
+        # the pinned umqtt.simple's version (tools/fetch_umqtt.py writes umqtt/pinned.py beside it), else "other":
+        # a frozen one, or one of one's own (umqtt.simple carries no version itself)
+        import umqtt
+
+        try:
+            from umqtt import pinned
+
+            self.umqtt = pinned.VERSION
+            sys.modules.pop("umqtt.pinned", None)  # unloaded again, as mqtt_link.py does
+            delattr(umqtt, "pinned")
+        except ImportError:
+            self.umqtt = "other"
         log.sink = self.keep
 
     def tick(self):
-        t = time.ticks_ms()  # uptime counted once a second: ticks_ms wraps after 12 days on an ESP32
-        ms = self._ms + time.ticks_diff(t, self._at)
-        self.uptime_s += ms // 1000
-        self._ms = ms % 1000
-        self._at = t
-        if self._changed():
-            self._due = True
-        link = self.app.link
+        """Count the uptime, see what changed, publish the document when due and one log line."""
+        s = time.ticks_diff(time.ticks_ms(), self._at) // 1000  # counted here: ticks_ms wraps after 12 days
+        self.uptime_s += s
+        self._at = time.ticks_add(self._at, s * 1000)
+        app = self.app
+        link = app.link
+        seen = self._seen
+        clock = seen[1] or hal.epoch_ms() is not None  # once set, set
+        if seen[0] != link.connects or seen[1] != clock:
+            seen[0], seen[1], self._due = link.connects, clock, True
+        i = 2
+        for mod in app.modules:
+            m = mod.meter
+            kind = m.last_error_kind  # a string of meter.ERRORS: the same object while the kind stays
+            tx = mod.tx.journal.open
+            taught = m.read_limits
+            taught = taught and (taught["max_read"] or 0) * 1000 + len(taught["holes"])  # a small int: no object
+            if seen[i] is not m.online or seen[i + 1] is not kind or seen[i + 2] is not tx or seen[i + 3] != taught:
+                seen[i], seen[i + 1], seen[i + 2], seen[i + 3] = m.online, kind, tx, taught
+                self._due = True
+            i += _WATCHED
         if not link.up:
             return
         if self.uptime_s - self._last >= (_GAP_S if self._due else _PERIOD_S):
             out = self.out
             try:
-                self.document()
+                from . import state_doc  # loaded for each document and unloaded after: wanted once a minute
+
+                state_doc.write(out, app, self.uptime_s, seen[1], self.umqtt)
                 sent = link.publish(self.state_topic, out.mv[: out.n], True)
             except ValueError:  # longer than the buffer (long ids, many holes learned): a larger one from now on
                 self.out = None
@@ -89,8 +100,13 @@ class Reporter:
                 sent = False  # tried again next second
             except MemoryError:
                 sent = False
+            finally:  # also after a load that ran out of memory half-way: no part of it stays
+                package = sys.modules[__name__.rpartition(".")[0]]
+                sys.modules.pop(package.__name__ + ".state_doc", None)
+                if hasattr(package, "state_doc"):
+                    delattr(package, "state_doc")
             if sent:
-                self._last, self._connects, self._due = self.uptime_s, link.connects, False
+                self._last, self._due = self.uptime_s, False
         lines = self.lines
         if lines:  # a line logged while this one is published only joins the queue: no recursion
             if link.publish(self.log_topic, lines[0]):
@@ -107,70 +123,3 @@ class Reporter:
             self.lines.append(log.NAMES[lvl // 10 - 1] + ": " + " ".join([str(a) for a in args])[:_LINE])
         except MemoryError:  # an out-of-memory report must not fail for want of its own line
             self.dropped += 1
-
-    def _changed(self):
-        changed = self.app.link.connects != self._connects
-        if not self._clock and hal.epoch_ms() is not None:
-            self._clock = changed = True
-        seen = self._seen
-        i = 0
-        for mod in self.app.modules:
-            m = mod.meter
-            kind = m.last_error_kind  # a string of meter.ERRORS: the same object while the kind stays
-            tx = mod.tx.journal.open
-            taught = m.read_limits
-            taught = taught and (taught["max_read"] or 0) * 1000 + len(taught["holes"])  # a small int: no object
-            if seen[i] is not m.online or seen[i + 1] is not kind or seen[i + 2] is not tx or seen[i + 3] != taught:
-                seen[i], seen[i + 1], seen[i + 2], seen[i + 3] = m.online, kind, tx, taught
-                changed = True
-            i += _WATCHED
-        return changed
-
-    def document(self):
-        """Write the state document's JSON text into self.out, a few short strings at a time."""
-        app = self.app
-        gc.collect()
-        free = gc.mem_free()
-        app.heap_min = min(app.heap_min, free)
-        link = app.link
-        reset = getattr(hal, "reset_cause", None)  # a board's HAL has one; a process on unix just started
-        reset = reset and reset()
-        out = self.out
-        out.n = 0
-        out.put('{"firmware":"%s","umqtt":"%s","platform":"%s",' % (VERSION, self.umqtt, hal.PLATFORM))
-        out.put('"uptime_s":%d,"reset":%s,' % (self.uptime_s, '"%s"' % reset if reset else "null"))
-        out.put('"heap":{"free":%d,"floor":%d},"clock":"%s",' % (free, app.heap_min,
-                                                                  "set" if self._clock else "unset"))
-        out.put('"link":{"connects":%d,"refused":%d},"meters":{' % (link.connects, link.refused))
-        now = time.ticks_ms()
-        comma = ""
-        for mod in app.modules:
-            m = mod.meter
-            # a module id holds no character JSON escapes (config.py refuses " \\ and control characters)
-            out.put('%s"%s":{"online":%s,"cycles":%d,"errors":{' % (comma, m.module_id, "true" if m.online else
-                                                                      "false", m.cycles))
-            comma = ""
-            for kind, n in zip(ERRORS, m.errors):
-                out.put('%s"%s":%d' % (comma, kind, n))
-                comma = ","
-            kind = m.last_error_kind
-            if kind:  # the uptime it happened at (ticks_diff holds for about 6 days on an ESP32)
-                out.put('},"last_error":"%s","last_error_s":%d,' % (
-                    kind, self.uptime_s - time.ticks_diff(now, m.last_error_ticks) // 1000))
-            else:
-                out.put('},"last_error":null,"last_error_s":null,')
-            out.put('"transaction":')
-            tx = mod.tx.journal.open
-            if tx:
-                out.put_string(tx["tid"].encode())
-            else:
-                out.put("null")
-            limits = m.read_limits  # what this meter taught (learn.py): registers per read, holes [[first, last]]
-            if limits:
-                out.put(',"read_limits":{"max_read":%s,"holes":[' % (limits["max_read"] or "null"))
-                for i, (lo, hi) in enumerate(limits["holes"]):
-                    out.put("%s[%d,%d]" % ("," if i else "", lo, hi))
-                out.put("]}}")
-            else:
-                out.put(',"read_limits":null}')
-        out.put("}}")
