@@ -21,8 +21,8 @@ def string_size(data):
 class Writer:
     """Appends JSON text to a buffer allocated once; mv[:n] is the text so far."""
 
-    def __init__(self, size):
-        self.buf = bytearray(size)
+    def __init__(self, size, buf=None):
+        self.buf = bytearray(size) if buf is None else buf  # or a bytearray of the caller's
         self.mv = memoryview(self.buf)
         self.n = 0
 

@@ -22,8 +22,10 @@ _WORST_STEPS = const(40)
 _WORST_WAIT_MS = const(32000)  # two settle times of iskra.py (16 s each)
 _RECORD_EXTRA = const(159)  # "OCMF|" and |{"SD":"<hex of at most 72 bytes>"} around the payload (iskra.py)
 _BLOCK_WORDS = const(120)  # registers of one metadata write (iskra.py _BLOCK)
-# a stop reply with a typical record (up to ~1 KB once escaped) and the key; a longer one gets a buffer of its own
-_REPLY_BYTES = const(1536)
+# A stop reply is written in place, from the start of the buffer the record was read into this far in (session.py):
+# room for its head and the record's growth once escaped (a typical record grows by ~150 bytes), and a record up to
+# ~1.4 KB once escaped. A longer one gets a buffer of its own.
+_REPLY_HEAD = const(768)
 
 
 class SignedTransactions:
@@ -42,9 +44,9 @@ class SignedTransactions:
         # what iskra.Iskra is made of, per request. The buffers of a request are made here, while the heap is
         # whole: a request's code is loaded into the holes of a heap in use, where no block as large as a
         # record or a reply may be left.
-        record = bytearray(_RECORD_EXTRA + 2 * (registers["public_key"] - registers["payload"]))
-        self.meter = (registers, master, slave, record, array("H", bytes(2 * _BLOCK_WORDS)))
-        self.reply = Writer(_REPLY_BYTES)
+        buf = bytearray(_REPLY_HEAD + _RECORD_EXTRA + 2 * (registers["public_key"] - registers["payload"]))
+        self.meter = (registers, master, slave, memoryview(buf)[_REPLY_HEAD:], array("H", bytes(2 * _BLOCK_WORDS)))
+        self.reply = Writer(0, buf)
         self.public_key = None  # hex DER, read once
         self.key_due = False
         self.key_failed = False  # retries are not logged again

@@ -144,7 +144,7 @@ class Iskra:
         end = _HEAD + n + len(tail)
         self._mv[:_HEAD] = b"OCMF|"  # after the signature, which was read into the buffer's start
         self._mv[_HEAD + n : end] = tail
-        return self._mv[:end]  # valid until the next read; the reply copies it, escaped
+        return self._mv[:end]  # valid until the next read; the reply is written in the same buffer (session.py)
 
     async def public_key(self):
         """The meter's OCMF key as hex DER SubjectPublicKeyInfo."""

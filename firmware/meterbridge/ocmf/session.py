@@ -36,6 +36,7 @@ _STARTING = const("starting")
 _RUNNING = const("running")
 _STOPPING = const("stopping")
 _REPLY_EXTRA = const(512)  # status, field names, hex public key (182 characters) and timestamp
+_REPLY_HEAD = const(b'{"status":"OK","signed_meter_value":{"signed_meter_data":')
 _CUTS = const((40, 10))  # characters kept of each identification text when the metadata does not fit the meter
 _MAX_ID = const(64)  # the journal keeps the transaction id; EVerest's are UUIDs (36 characters)
 _REQUIRED = const(("transaction_id", "evse_id", "identification_status", "identification_type"))
@@ -150,6 +151,10 @@ async def stop(t, tid):
     try:
         text = _signed_reply(t, record)
     except UnicodeError:
+        try:
+            record = await meter.record()  # again: the reply written in place may have begun to cover it
+        except (ModbusError, MeterError):
+            pass
         _undelivered(tid, record)
         return reply(_FAILED, "the meter's signed record is not UTF-8 text; not passed on")
     journal.save(None, tid)
@@ -157,11 +162,15 @@ async def stop(t, tid):
 
 
 def _signed_reply(t, record):
-    """The OK StopTransactionReply with the record, in t's reply buffer (or one of its size), no string copies."""
-    size = jsonout.string_size(record) + _REPLY_EXTRA
-    out = t.reply if size <= len(t.reply.buf) else jsonout.Writer(size)
+    """The OK StopTransactionReply with the record, no string copies: written from the start of the buffer that
+    holds the record further in (ocmf/__init__.py), which the escaped copy never overtakes while the reply's head
+    and the record's growth fit before it; else into a buffer of the exact size."""
+    out = t.reply
+    size = jsonout.string_size(record)  # the record escaped, quotes included
+    if len(_REPLY_HEAD) + size - len(record) > len(out.buf) - len(t.meter[3]) or size + _REPLY_EXTRA > len(out.buf):
+        out = jsonout.Writer(size + _REPLY_EXTRA)
     out.n = 0
-    out.put(b'{"status":"OK","signed_meter_value":{"signed_meter_data":')
+    out.put(_REPLY_HEAD)
     out.put_string(record)
     out.put(b',"signing_method":"","encoding_method":"OCMF"')
     if t.public_key:
