@@ -24,7 +24,7 @@ from meterbridge.sim.ocmf import padded_der
 
 ISKRA = "iskra_wm3m4c"
 # The signing meter's request code (ocmf/session.py, ocmf/iskra.py: ~11 KB as .mpy in RAM on this 64-bit port) is
-# loaded only while a request runs (ocmf/__init__.py); its record and reply buffers (~3 KB) stay. A request with
+# loaded only while a request runs (ocmf/__init__.py); its record and reply buffer (~2 KB) stays. A request with
 # 200 escaped identification characters then needs 116k from .mpy files (112k answers some requests "out of
 # memory"), so the tests run there (128k before): with the code loaded for good two of them fail at 116k, and
 # with those buffers made per request in a heap in use test_journal's kills ran out even at 128k. MB_HEAPSIZE
