@@ -77,8 +77,6 @@ class Meter:
         for _, count in profile.reads:
             self._base.append(self._base[-1] + 2 * count)
         self._regs = bytearray(self._base.pop())
-        self._raw = [None] * profile.count  # (mantissa, exp10) of each field, while a whole cycle is checked
-        self._exps = [0] * profile.count
         self.online = False
         self.failures = 0
         self.last_ok = None  # ticks_ms of the last answer: a complete cycle, or a probe between cycles
@@ -187,26 +185,29 @@ class Meter:
         at = self._base[i] + skip
         self._regs[at : at + n] = self.master.data()[:n]
 
-    def _check(self, now):
-        """Decode the cycle's fields; why the dataset is implausible, or None (then _finish keeps it)."""
-        raw = self._raw
-        exps = self._exps
-        regs = self._regs
-        base = self._base
-        little = self.profile.little
+    def _value(self, j):
+        """Field j's (mantissa, exp10) in this cycle's register bytes, or None: the meter has no value."""
         t = self.profile.fields
+        at = j * FIELD_BYTES
+        v = decode.raw(self._regs, self._base[t[at + READ]] + t[at + OFFSET], t[at + TYPE], self.profile.little)
+        e = (0,)
+        if t[at + EXP_READ] != NO_EXP:  # the field's s16 exponent register
+            e = decode.raw(self._regs, self._base[t[at + EXP_READ]] + t[at + _EXP_OFFSET], decode.S16, False)
+        if v is None or e is None:
+            return None
+        return v[0], v[1] + t[at + _EXP10] - EXP10_BIAS + e[0]
+
+    def _check(self, now):
+        """Why the cycle's dataset is implausible, or None (then _finish keeps it).
+
+        Fields are decoded here and again in _finish, rather than kept between: a list per meter for them
+        took RAM for good, for two passes of a few dozen values.
+        """
         for j in range(self.profile.count):
-            at = j * FIELD_BYTES
-            raw[j] = v = decode.raw(regs, base[t[at + READ]] + t[at + OFFSET], t[at + TYPE], little)
-            if t[at + EXP_READ] != NO_EXP:
-                e = decode.raw(regs, base[t[at + EXP_READ]] + t[at + _EXP_OFFSET], decode.S16, False)
-                exps[j] = e[0] if e else None
-            e = exps[j]
-            if v is not None and e is not None:
-                why = self._implausible(j, v[0], v[1] + t[at + _EXP10] - EXP10_BIAS + e, now)
+            v = self._value(j)
+            if v:
+                why = self._implausible(j, v[0], v[1], now)
                 if why:
-                    for k in range(self.profile.count):
-                        raw[k] = None
                     return why
         return None
 
@@ -245,17 +246,13 @@ class Meter:
         return None
 
     def _finish(self):
-        raw = self._raw
         t = self.profile.fields
         d = self.dataset
         for j in range(self.profile.count):
-            v = raw[j]
-            e = self._exps[j]
-            raw[j] = None
+            v = self._value(j)
             n = 0
-            if v is not None and e is not None:
-                at = j * FIELD_BYTES
-                m, e = decode.normalise(v[0], v[1] + t[at + _EXP10] - EXP10_BIAS + e, t[at + _EXACT])
+            if v:
+                m, e = decode.normalise(v[0], v[1], t[j * FIELD_BYTES + _EXACT])
                 s = decode.to_text(m, e).encode()
                 if len(s) <= TEXT_BYTES:
                     n = len(s)
