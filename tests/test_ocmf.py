@@ -27,8 +27,8 @@ ISKRA = "iskra_wm3m4c"
 # loaded only while a request runs (ocmf/__init__.py); its record and reply buffer (~2 KB) stays. A request with
 # 200 escaped identification characters then needs 116k from .mpy files (112k answers some requests "out of
 # memory"), so the tests run there (128k before): with the code loaded for good two of them fail at 116k, and
-# with those buffers made per request in a heap in use test_journal's kills ran out even at 128k. MB_HEAPSIZE
-# overrides.
+# with those buffers made per request in a heap in use test_journal's kills ran out even at 128k. With the code in
+# ROMFS (MB_FORM=rom) 84k passes, 80k now and then not. MB_HEAPSIZE overrides.
 SIGNING_HEAP = os.environ.get("MB_HEAPSIZE", "116k")
 ENERGY = "energy_Wh_import.total"
 IDENT = {"evse_id": "DE*PNX*E12345*1", "identification_type": "ISO14443", "identification_data": "04A2B3C4D5E680",
