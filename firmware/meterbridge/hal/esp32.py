@@ -310,10 +310,6 @@ def profiles_dir():
     return parts[0] + "/profiles" if len(parts) == 4 else "profiles"
 
 
-def default_storage_dir():
-    return "meterbridge-state"
-
-
 def fatal(message):
     """Stop with a message and leave the REPL reachable (SystemExit would soft-reboot into it again)."""
     log(ERROR, "fatal:", message)
