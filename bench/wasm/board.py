@@ -24,17 +24,40 @@ _task = []
 _RUN = []  # asyncio.run of the unix port, or None: the WebAssembly port's asyncio runs on JS timers
 
 
-def start():
-    """Build the app as start.main() does and leave its loop to the port: heap after start-up is next."""
-    import asyncio
+def stand_ins():
+    """Load the stand-ins for the board's C modules (machine, network, the socket) and the IO queue.
 
+    On a board these are C: code and names in flash. wasm32.py measures the heap before and after this, so it
+    can report the firmware's figure without them beside the raw one that counts them."""
     import stubs
 
     sys.modules["socket"] = sys.modules["usocket"] = _SOCKET
-    if not hasattr(asyncio.core, "_io_queue"):  # the WebAssembly port's asyncio has no select() poller
-        asyncio.core._io_queue = stubs.PolledIO()
     sys.modules["machine"] = stubs.machine_module()
     sys.modules["network"] = stubs.network_module()
+
+
+def rom_names():
+    """The names the stubbed C modules and their classes have: in flash on a board (wasm32.py)."""
+    names = set()
+    for name in ("machine", "network", "socket"):
+        mod = sys.modules[name]
+        for attr in dir(mod):
+            names.add(attr)
+            names.update(dir(getattr(mod, attr)) if isinstance(getattr(mod, attr), type) else ())
+        names.add(name)
+    return sorted(names)
+
+
+def start():
+    """Build the app as start.main() does and leave its loop to the port: heap after start-up is next.
+
+    asyncio is the firmware's (frozen Python on a board, its objects on the heap), so it is imported here."""
+    import asyncio
+
+    if "machine" not in sys.modules:
+        stand_ins()
+    if not hasattr(asyncio.core, "_io_queue"):  # the WebAssembly port's asyncio has no select() poller
+        asyncio.core._io_queue = sys.modules["stubs"].PolledIO()
     _esp32_hal()
     _RUN.append(getattr(asyncio, "run", None))
     asyncio.run = lambda coro: _task.append(coro)  # App.run_forever(): the loop starts later, on request

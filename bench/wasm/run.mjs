@@ -33,22 +33,40 @@ const settle = () => {  // gc.mem_alloc() after a collection run from the top le
     return mp.globals.get("used");
 };
 
+const qstrs = () => {  // the pool of interned names: [pools, names, string bytes, bytes in all] (py/qstr.c)
+    mp.runPython("import micropython\nmicropython.qstr_info()");
+    return out.pop().match(/\d+/g).map(Number);
+};
+
 const bare = mp.globals.get("bare");
 const before = settle();  // the interpreter and this harness, before any firmware module
-let started;
+let started, base, qBase, qStarted, names;
 try {
+    board.stand_ins();  // the board's C modules, stubbed: measured apart (wasm32.py)
+    base = settle();
+    qBase = qstrs();
     board.start();
     started = settle();
+    qStarted = qstrs();
+    const at = out.length;  // every interned name, the newest pool first (py/qstr.c qstr_dump_data)
+    mp.runPython("micropython.qstr_info(1)");
+    names = out.splice(at).map((l) => l.match(/^Q\((.*)\)\s*$/)).filter(Boolean).map((m) => m[1]);
+    mp.runPython("import json\nfiles = json.dumps([m.__file__ for m in sys.modules.values() if hasattr(m, '__file__')])\n"
+        + "rom = json.dumps(board.rom_names())");
 } catch (e) {
     console.log(JSON.stringify({ error: String(e), output: out.slice(-5) }));
     process.exit(0);
 }
+const qstr = { base: qBase, started: qStarted, names, files: JSON.parse(mp.globals.get("files")),
+               rom: JSON.parse(mp.globals.get("rom")) };
+mp.runPython("del files, rom");  // not to count in the steady state
 const sent = board.run_loop(moduleId, Number(seconds));
 let floor = 0;
 const timer = setInterval(() => { floor = Math.max(floor, settle()); }, 500);
 setTimeout(() => {
     clearInterval(timer);
     const report = JSON.parse(board.report(sent));
-    console.log(JSON.stringify({ bare, before, started, steady_peak: floor, ...report, output: out.slice(-3) }));
+    console.log(JSON.stringify({ bare, before, base, started, steady_peak: floor, qstr, ...report,
+                                 output: out.slice(-3) }));
     process.exit(0);
 }, (Number(seconds) + 1) * 1000);
