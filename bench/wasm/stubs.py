@@ -1,9 +1,9 @@
 """The board's C modules that the firmware's own ESP32 HAL (hal/esp32.py) needs, stubbed for both ports.
 
 machine: a UART with a meter on it (every read answered with zeros, a write with its echo), Pin, WDT, an RTC
-that has been set, Timer; network without interfaces. They are small, as those modules' objects
-are on a board, and their heap counts with the firmware's. PolledIO gives the WebAssembly port's asyncio
-the IO queue that extmod/asyncio has.
+that has been set, Timer; network without interfaces. On a board these are C, so bench/wasm/board.py loads this
+module before the base of the firmware's own figure (bench/wasm32.py); the objects the firmware makes of them count
+as its own. PolledIO gives the WebAssembly port's asyncio the IO queue that extmod/asyncio has.
 """
 
 import time
