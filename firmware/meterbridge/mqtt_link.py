@@ -151,7 +151,12 @@ class MqttLink:
         except OSError as e:
             if e.errno not in (115, 119):  # EINPROGRESS (Linux, lwIP): under way
                 raise
-        await self._wait(True, time.ticks_add(time.ticks_ms(), _TCP_MS))  # connected, or refused (a write raises)
+        try:
+            await self._wait(True, time.ticks_add(time.ticks_ms(), _TCP_MS))  # connected, or refused (a write raises)
+        except OSError as e:
+            if e.errno == 110:  # no SYN-ACK: said apart from a broker that connects but stays silent (also 110)
+                raise OSError(110, "no TCP answer within %d ms: host down or unreachable" % _TCP_MS) from None
+            raise
         deadline = time.ticks_add(time.ticks_ms(), _HANDSHAKE_MS)
         try:
             raw.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux, lwIP): umqtt writes a packet in pieces
