@@ -8,6 +8,13 @@ refused while a transaction is open, without a reset; a version that dies at sta
 back by the boot's own logic; a bad config is refused in receive mode with its field; and the board killed
 at random moments of an update (MB_UPDATE_KILLS times, default 4; receive mode's start among them) always
 boots one whole version.
+
+The references these follow, besides our own host: the trial is ESP-IDF's app rollback (ota.html, "Rollback":
+the bootloader marks a new image ESP_OTA_IMG_PENDING_VERIFY on its first boot, and one that has not called
+esp_ota_mark_app_valid_cancel_rollback() by the next boot is rolled back; MicroPython exposes it as
+esp32.Partition.mark_app_valid_cancel_rollback, docs/library/esp32.rst), with "healthy" as the commit; the
+atomic switch is rename(2) replacing slots.json (POSIX, and littlefs's copy-on-write metadata on a board), which
+the SIGKILLs of the kill test cut around; the HMAC is RFC 2104, checked against RFC 4231's vectors.
 """
 
 import hashlib

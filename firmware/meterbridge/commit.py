@@ -21,7 +21,8 @@ def _cycles(app):
 
 
 def _commit():
-    """slots.commit(), written here: loading slots.py takes more heap than a bridge has to spare."""
+    """Make the trial the running version in slots.json (slots.py's format, written atomically as slots.write
+    does): here, for loading slots.py takes more heap than a bridge has to spare."""
     with open("slots.json") as f:
         st = json.load(f)
     t = st["trial"]
